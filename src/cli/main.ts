@@ -1,0 +1,74 @@
+/**
+ * ferry's command line: commander wiring, and the one catch that turns every
+ * error into an exit code (STYLE.md's table, via FerryError.exitCode).
+ *
+ * Commands are loaded lazily so `ferry dump` does not pay for ssh2. This is
+ * the only module that calls process.exit or looks at argv.
+ */
+import { Command, CommanderError } from 'commander';
+import { Exit, FerryError, isFerryError } from '../errors';
+import { renderError, renderInternal } from './render';
+
+const wantsJson = () => process.argv.includes('--json');
+
+function buildProgram(setCode: (p: Promise<number>) => void): Command {
+  const program = new Command();
+  program
+    .name('ferry')
+    .description('snapshot-based incremental replication using the btrfs send stream, on any Linux filesystem')
+    .version(require('../../../package.json').version as string)
+    .exitOverride()
+    .showHelpAfterError(false);
+
+  program
+    .command('dump')
+    .description('print a send stream as `btrfs receive --dump` does')
+    .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')
+    .option('--all', 'print every stream of a concatenation, not only the first')
+    .action((o: { file?: string; all?: boolean }) => {
+      setCode(import('./commands/dump').then((m) => m.runDump(o)));
+    });
+
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let run: Promise<number> | undefined;
+  const program = buildProgram((p) => (run = p));
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
+        return Exit.OK;
+      }
+      return Exit.USAGE;
+    }
+    throw e;
+  }
+  return run ? await run : Exit.OK;
+}
+
+function onEpipe(e: NodeJS.ErrnoException): void {
+  // The reader went away (e.g. `ferry dump | head`): stop quietly, like cat.
+  if (e.code === 'EPIPE') process.exit(Exit.OK);
+}
+process.stdout.on('error', onEpipe);
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const json = wantsJson();
+    if (isFerryError(err)) {
+      process.stderr.write(renderError(err as FerryError, json));
+      process.exitCode = err.exitCode;
+    } else if ((err as NodeJS.ErrnoException)?.code === 'EPIPE') {
+      process.exitCode = Exit.OK;
+    } else {
+      process.stderr.write(renderInternal(err, json));
+      process.exitCode = Exit.INTERNAL;
+    }
+  },
+);

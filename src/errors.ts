@@ -1,0 +1,129 @@
+/**
+ * FerryError and the exit-code table.
+ *
+ * Owns: every error code ferry can raise and the exit code cron will see for
+ * it. Invariant: an error code's AREA prefix is the folder that raises it, and
+ * `exitCodeFor` is the only place that maps codes to exit numbers. Nothing
+ * here exits; only src/cli/ does.
+ */
+
+/** Exit codes, fixed by STYLE.md. Scripts depend on these numbers. */
+export const Exit = {
+  OK: 0,
+  INTERNAL: 1,
+  USAGE: 2,
+  WARNINGS: 3,
+  NOT_FOUND: 10,
+  LOCKED: 11,
+  CONFIG: 12,
+  TRANSPORT: 13,
+  STREAM: 14,
+  NO_PARENT: 15,
+  UNSAFE: 16,
+  NO_SPACE: 17,
+  INTERRUPTED: 130,
+  TERMINATED: 143,
+} as const;
+export type ExitCode = (typeof Exit)[keyof typeof Exit];
+
+/**
+ * Every error code. The code names its area (the src/ folder raising it) and
+ * what went wrong. `grep -r CODE src/` finds the raise site.
+ */
+export type ErrorCode =
+  | 'INTERNAL'
+  | 'USAGE'
+  | 'STREAM_BAD_MAGIC'
+  | 'STREAM_BAD_VERSION'
+  | 'STREAM_BAD_CRC'
+  | 'STREAM_TRUNCATED'
+  | 'STREAM_EMPTY'
+  | 'STREAM_TOO_LARGE'
+  | 'STREAM_BAD_ATTRIBUTE'
+  | 'STREAM_MISSING_ATTRIBUTE'
+  | 'STREAM_UNKNOWN_COMMAND'
+  | 'STREAM_BAD_ORDER'
+  | 'STREAM_ENCODE'
+  | 'IO_NOT_FOUND'
+  | 'IO_FAILED';
+
+/** The single switch from error code to exit code. */
+export function exitCodeFor(code: ErrorCode): ExitCode {
+  switch (code) {
+    case 'USAGE':
+      return Exit.USAGE;
+    case 'STREAM_BAD_MAGIC':
+    case 'STREAM_BAD_VERSION':
+    case 'STREAM_BAD_CRC':
+    case 'STREAM_TRUNCATED':
+    case 'STREAM_EMPTY':
+    case 'STREAM_TOO_LARGE':
+    case 'STREAM_BAD_ATTRIBUTE':
+    case 'STREAM_MISSING_ATTRIBUTE':
+    case 'STREAM_UNKNOWN_COMMAND':
+    case 'STREAM_BAD_ORDER':
+      return Exit.STREAM;
+    case 'IO_NOT_FOUND':
+      return Exit.NOT_FOUND;
+    case 'STREAM_ENCODE':
+    case 'IO_FAILED':
+    case 'INTERNAL':
+      return Exit.INTERNAL;
+  }
+}
+
+export interface FerryErrorOptions {
+  /** Key/value facts that locate the failure, printed in parentheses. */
+  context?: Record<string, string | number | bigint>;
+  /** One line telling the user what to do next or what state things are in. */
+  hint?: string;
+  /** Whether trying again later may succeed (transport hiccups, locks). */
+  retryable?: boolean;
+  cause?: unknown;
+}
+
+/**
+ * Base error. Its message reads `<what failed>: <why> (<context>)`; the hint
+ * is kept apart so renderers can put it on its own line or in JSON.
+ */
+export class FerryError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: ExitCode;
+  readonly retryable: boolean;
+  readonly hint?: string;
+  readonly context: Record<string, string | number | bigint>;
+  readonly summary: string;
+
+  constructor(code: ErrorCode, summary: string, opts: FerryErrorOptions = {}) {
+    const context = opts.context ?? {};
+    const ctx = Object.entries(context)
+      .map(([k, v]) => `${k} ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`)
+      .join(', ');
+    super(ctx ? `${summary} (${ctx})` : summary, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'FerryError';
+    this.code = code;
+    this.exitCode = exitCodeFor(code);
+    this.retryable = opts.retryable ?? false;
+    this.hint = opts.hint;
+    this.context = context;
+    this.summary = summary;
+  }
+
+  /** A plain object for `--json` output. bigint context values become strings. */
+  toJSON(): Record<string, unknown> {
+    const context: Record<string, string | number> = {};
+    for (const [k, v] of Object.entries(this.context)) context[k] = typeof v === 'bigint' ? v.toString() : v;
+    return {
+      error: this.code,
+      exitCode: this.exitCode,
+      message: this.message,
+      hint: this.hint ?? null,
+      retryable: this.retryable,
+      context,
+    };
+  }
+}
+
+export function isFerryError(e: unknown): e is FerryError {
+  return e instanceof FerryError;
+}
