@@ -44,6 +44,28 @@ export type ErrorCode =
   | 'STREAM_UNKNOWN_COMMAND'
   | 'STREAM_BAD_ORDER'
   | 'STREAM_ENCODE'
+  | 'RECV_PATH_INVALID'
+  | 'RECV_PATH_ESCAPE'
+  | 'RECV_SYMLINK_IN_PATH'
+  | 'RECV_DEVICE_REFUSED'
+  | 'RECV_SETUID_REFUSED'
+  | 'RECV_CLONE_SOURCE'
+  | 'RECV_LIMIT'
+  | 'RECV_NO_PARENT'
+  | 'RECV_EXISTS'
+  | 'RECV_NO_SPACE'
+  | 'RECV_APPLY_FAILED'
+  | 'RECV_UNSUPPORTED'
+  | 'RECV_TARGET_INVALID'
+  | 'VOLUME_NOT_FOUND'
+  | 'VOLUME_EXISTS'
+  | 'VOLUME_METHOD'
+  | 'VOLUME_LOCKED'
+  | 'SNAPSHOT_NOT_FOUND'
+  | 'SNAPSHOT_EXISTS'
+  | 'SNAPSHOT_NAME_INVALID'
+  | 'DIFF_INDEX_CORRUPT'
+  | 'DIFF_CHANGED_DURING_SEND'
   | 'IO_NOT_FOUND'
   | 'IO_FAILED';
 
@@ -62,9 +84,37 @@ export function exitCodeFor(code: ErrorCode): ExitCode {
     case 'STREAM_MISSING_ATTRIBUTE':
     case 'STREAM_UNKNOWN_COMMAND':
     case 'STREAM_BAD_ORDER':
+    case 'RECV_APPLY_FAILED':
+    case 'RECV_UNSUPPORTED':
       return Exit.STREAM;
+    case 'RECV_PATH_INVALID':
+    case 'RECV_PATH_ESCAPE':
+    case 'RECV_SYMLINK_IN_PATH':
+    case 'RECV_DEVICE_REFUSED':
+    case 'RECV_SETUID_REFUSED':
+    case 'RECV_CLONE_SOURCE':
+    case 'RECV_LIMIT':
+      return Exit.UNSAFE;
+    case 'RECV_NO_PARENT':
+      return Exit.NO_PARENT;
+    case 'RECV_NO_SPACE':
+      return Exit.NO_SPACE;
+    case 'VOLUME_LOCKED':
+      return Exit.LOCKED;
     case 'IO_NOT_FOUND':
+    case 'VOLUME_NOT_FOUND':
+    case 'SNAPSHOT_NOT_FOUND':
       return Exit.NOT_FOUND;
+    case 'RECV_EXISTS':
+    case 'RECV_TARGET_INVALID':
+    case 'VOLUME_EXISTS':
+    case 'VOLUME_METHOD':
+    case 'SNAPSHOT_EXISTS':
+    case 'SNAPSHOT_NAME_INVALID':
+      return Exit.USAGE;
+    case 'DIFF_CHANGED_DURING_SEND':
+      return Exit.WARNINGS;
+    case 'DIFF_INDEX_CORRUPT':
     case 'STREAM_ENCODE':
     case 'IO_FAILED':
     case 'INTERNAL':

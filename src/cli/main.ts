@@ -25,8 +25,23 @@ function buildProgram(setCode: (p: Promise<number>) => void): Command {
     .description('print a send stream as `btrfs receive --dump` does')
     .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')
     .option('--all', 'print every stream of a concatenation, not only the first')
+    .option('--json', 'report errors as a JSON object on stderr')
     .action((o: { file?: string; all?: boolean }) => {
       setCode(import('./commands/dump').then((m) => m.runDump(o)));
+    });
+
+  program
+    .command('receive')
+    .description('apply a send stream (stdin or -f FILE) and create the snapshot in TARGET')
+    .argument('<TARGET>', 'directory that holds received snapshots (created if missing)')
+    .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')
+    .option('--allow-devices', 'create device nodes the stream contains (refused by default)')
+    .option('--allow-setuid', 'apply setuid/setgid bits and file capabilities (refused by default)')
+    .option('--expect-bytes <N>', 'refuse before applying anything if TARGET has less free space than N plus a margin')
+    .option('--seed <METHOD>', 'how an incremental snapshot starts from its parent: auto, reflink, farm or copy', 'auto')
+    .option('--json', 'print one JSON object per received snapshot')
+    .action((target: string, o: Record<string, unknown>) => {
+      setCode(import('./commands/receive').then((m) => m.runReceive(target, o)));
     });
 
   return program;
