@@ -157,10 +157,15 @@ export function touchDate(t: Timespec): string {
 const O_PATH = 0o10000000;
 const FD_PATH = '/proc/self/fd/3';
 
-function openPathFd(p: PathLike, syscall: string, extraFlags = 0): number {
+/**
+ * An O_PATH descriptor for `p` itself (a final symlink is not followed), or
+ * with `directory`, for the directory `p` resolves to (a parent directory
+ * of the real target, so symlinks are followed as the syscall would).
+ */
+function openPathFd(p: PathLike, syscall: string, directory = false): number {
   checkPath(p);
   try {
-    return fs.openSync(p, O_PATH | fs.constants.O_NOFOLLOW | extraFlags);
+    return fs.openSync(p, O_PATH | (directory ? fs.constants.O_DIRECTORY : fs.constants.O_NOFOLLOW));
   } catch (e) {
     throw relabel(e, syscall, p);
   }
@@ -464,7 +469,7 @@ function mknodByTools(path: PathLike, mode: number, rdev: bigint): void {
   // the directory's descriptor, then link it to the real (maybe raw-byte)
   // name: link gives mknod's EEXIST atomically.
   const { dir } = splitPath(path);
-  const dirFd = openPathFd(dir, 'mknod', fs.constants.O_DIRECTORY);
+  const dirFd = openPathFd(dir, 'mknod', true);
   const tmpName = `.ferry-mknod-${process.pid}-${++tmpCounter}`;
   const tmpPath = joinPath(dir, tmpName);
   try {

@@ -22,7 +22,8 @@ import {
   sys,
 } from '../../../src/sys/linux';
 import { devMajorMinor, makeDev, quoteAttrName, splitPath, touchDate, unquoteAttrName } from '../../../src/sys/fallback';
-import { describeLoopFs, realFsRequired } from '../../helpers/loopfs';
+import { spawnSync } from 'node:child_process';
+import { describeLoopFs, loopFsTest, realFsRequired, withLoopFs } from '../../helpers/loopfs';
 
 const native = createSys({ native: true });
 const fallback = createSys({ native: false });
@@ -30,8 +31,12 @@ const isRoot = process.getuid?.() === 0;
 /** Root-only tests skip (saying so) when not root, and fail instead under FERRY_REQUIRE_REAL_FS=1. */
 const rootTest = (name: string, fn: () => void): void => {
   if (isRoot) test(name, fn);
-  else if (realFsRequired()) test(name, () => { throw new Error('needs root (FERRY_REQUIRE_REAL_FS=1 makes this a failure)'); });
-  else test.skip(`${name} [skipped: needs root]`, fn);
+  else if (!realFsRequired()) test.skip(`${name} [skipped: needs root]`, fn);
+  else {
+    test(name, () => {
+      throw new Error('needs root (FERRY_REQUIRE_REAL_FS=1 makes this a failure)');
+    });
+  }
 };
 
 const S_IFIFO = 0o010000;
@@ -93,13 +98,11 @@ describe('module', () => {
     try {
       process.env.FERRY_NO_NATIVE = '1';
       jest.isolateModules(() => {
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const fresh = require('../../../src/sys/linux') as typeof import('../../../src/sys/linux');
         expect(fresh.sys().native).toBe(false);
       });
       delete process.env.FERRY_NO_NATIVE;
       jest.isolateModules(() => {
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const fresh = require('../../../src/sys/linux') as typeof import('../../../src/sys/linux');
         expect(fresh.sys().native).toBe(true);
       });
@@ -115,7 +118,6 @@ describe('module', () => {
         throw new Error('no prebuilt binary for this platform');
       });
       try {
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const fresh = require('../../../src/sys/linux') as typeof import('../../../src/sys/linux');
         expect(fresh.createSys().native).toBe(false);
         expect(() => fresh.createSys({ native: true })).toThrow(/native syscall bindings unavailable: no prebuilt binary/);
@@ -283,6 +285,11 @@ describe.each([
       const after = lstatBig(target);
       expect(after.mtimeNs).toBe(before.mtimeNs);
       expect(after.atimeNs).toBe(before.atimeNs);
+      const dangling = path.join(tmp, 'dangling');
+      fs.symlinkSync('nowhere', dangling);
+      s.lutimens(dangling, t, t);
+      expect(lstatBig(dangling).mtimeNs).toBe(ns(t));
+      expect(fs.existsSync(path.join(tmp, 'nowhere'))).toBe(false);
     });
 
     test('lutimens before 1970 and on a raw path', () => {
@@ -334,6 +341,16 @@ describe.each([
       expectSysError(() => s.mknod(fifo, S_IFIFO | 0o600, 0n), 'EEXIST', 'mknod', fifo);
       expectSysError(() => s.mknod(path.join(tmp, 'nodir', 'x'), S_IFIFO | 0o600, 0n), 'ENOENT', 'mknod');
       expectSysError(() => s.mknod(path.join(tmp, 'd'), S_IFDIR | 0o700, 0n), 'EPERM', 'mknod');
+    });
+
+    test('through a symlinked parent directory, never replacing a final symlink', () => {
+      fs.mkdirSync(path.join(tmp, 'real'));
+      fs.symlinkSync('real', path.join(tmp, 'via'));
+      s.mknod(path.join(tmp, 'via', 'fifo'), S_IFIFO | 0o600, 0n);
+      expect(fs.lstatSync(path.join(tmp, 'real', 'fifo')).isFIFO()).toBe(true);
+      fs.symlinkSync('nowhere', path.join(tmp, 'dangling'));
+      expectSysError(() => s.mknod(path.join(tmp, 'dangling'), S_IFIFO | 0o600, 0n), 'EEXIST', 'mknod');
+      expect(fs.existsSync(path.join(tmp, 'nowhere'))).toBe(false);
     });
 
     test('a fifo at a raw path', () => {
@@ -599,6 +616,8 @@ describeLoopFs(
           expect(fallback.cloneFile(sfd, dfd)).toBe(false);
         }),
       );
+      // A destination not open for writing: EBADF from open descriptors is "can't clone".
+      withFd(src, 'r', (sfd) => withFd(dst, 'r', (dfd) => expect(native.cloneFile(sfd, dfd)).toBe(false)));
       const out = fs.readFileSync(dst);
       expect(out.subarray(4096, 4096 + 16384).equals(data.subarray(8192, 8192 + 16384))).toBe(true);
       expect(out.subarray(0, 4096).every((x) => x === 0)).toBe(true);
@@ -763,5 +782,39 @@ describeLoopFs('tmpfs', 'on tmpfs', (mounted) => {
       expect(s.lgetxattr(c, b('user.t'))).toEqual(b('v'));
       s.lremovexattr(c, b('user.t'));
     }
+  });
+});
+
+describe('loop filesystem helper', () => {
+  const mountedDevice = (dir: string): string | undefined =>
+    fs
+      .readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' '))
+      .find((f) => f[1] === dir)?.[0];
+
+  loopFsTest('ext4')('withLoopFs takes everything down even when the body throws', async () => {
+    let dir = '';
+    let device: string | undefined;
+    await expect(
+      withLoopFs('ext4', 16, (d) => {
+        dir = d;
+        device = mountedDevice(d);
+        fs.writeFileSync(path.join(d, 'f'), 'x');
+        throw new Error('body failed');
+      }),
+    ).rejects.toThrow('body failed');
+    expect(device).toMatch(/^\/dev\/loop/);
+    expect(mountedDevice(dir)).toBeUndefined();
+    expect(fs.existsSync(path.dirname(dir))).toBe(false);
+    const backing = spawnSync('losetup', ['--noheadings', '-O', 'BACK-FILE', device!], { encoding: 'utf8' });
+    expect(backing.stdout.trim()).toBe('');
+  });
+
+  loopFsTest('tmpfs')('withLoopFs passes a fresh, empty mount', async () => {
+    await withLoopFs('tmpfs', 8, (d) => {
+      expect(fs.readdirSync(d)).toEqual([]);
+      expect(mountedDevice(d)).toBe('tmpfs');
+    });
   });
 });
