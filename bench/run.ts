@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { BenchOptions, USAGE, UsageError, parseBenchArgs } from './lib/args';
 import { resultsBlocker, runSuite } from './lib/harness';
-import { machineInfo } from './lib/machine';
+import { busyWarning, machineInfo } from './lib/machine';
 import { Report, SuiteOutcome, countVerdicts, reportNotes, reportRows } from './lib/report';
 import { renderResultsMd } from './lib/results-md';
 import { renderSvg } from './lib/svg';
@@ -58,6 +58,8 @@ async function main(argv: string[]): Promise<number> {
   const selected = opts.suites.length ? SUITES.filter((s) => opts.suites.includes(s.name)) : [...SUITES];
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
+  const busy = busyWarning(machine);
+  if (busy) process.stderr.write(`bench: warning: ${busy}\n`);
   process.stderr.write(
     `bench: ${opts.smoke ? 'smoke' : 'full'} run of ${selected.map((s) => s.name).join(', ')}; ` +
       `${opts.reps} rep(s), seed ${opts.seed}\n`,
@@ -96,6 +98,7 @@ async function main(argv: string[]): Promise<number> {
   const notes = reportNotes(report);
   process.stdout.write('\n' + renderTextTable(reportRows(report)));
   if (notes.length) process.stdout.write('\n' + notes.map((l) => `  ${l}`).join('\n') + '\n');
+  if (busy) process.stdout.write(`\nwarning: ${busy}\n`);
   process.stdout.write(
     `\n${n.pass} passed, ${n.miss} missed, ${n.info} informational; ${n.skipped} suites skipped, ${n.crashed} crashed\n`,
   );

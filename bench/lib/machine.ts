@@ -14,6 +14,8 @@ export interface MachineInfo {
   btrfsProgs: string;
   node: string;
   hostname: string;
+  /** 1-, 5- and 15-minute load averages when the run started. */
+  loadAvg: number[];
 }
 
 function firstLineOf(cmd: string, args: string[]): string | undefined {
@@ -33,6 +35,7 @@ export function machineInfo(): MachineInfo {
     btrfsProgs: firstLineOf('btrfs', ['--version']) ?? 'not installed',
     node: process.version,
     hostname: os.hostname(),
+    loadAvg: os.loadavg(),
   };
 }
 
@@ -43,5 +46,18 @@ export function describeMachine(m: MachineInfo): string[] {
     `Kernel: ${m.uname}`,
     `btrfs-progs: ${m.btrfsProgs}`,
     `Node: ${m.node}`,
+    `Load average at start: ${m.loadAvg.map((l) => l.toFixed(2)).join(', ')}`,
   ];
+}
+
+/**
+ * A warning when other work was running as the benchmark started (a load
+ * above half the CPUs): on a small machine that alone can move a throughput
+ * by a third. A benchmark run just before counts too.
+ */
+export function busyWarning(m: MachineInfo): string | undefined {
+  const busy = m.loadAvg[0];
+  return busy > m.cpus / 2
+    ? `the machine was busy (1-minute load ${busy.toFixed(2)} on ${m.cpus} CPUs) when the run started; numbers may be low and noisy`
+    : undefined;
 }

@@ -2,7 +2,7 @@
  * bench/RESULTS.md: the last complete, non-smoke benchmark run, for humans.
  * Pure: takes the report and returns the markdown.
  */
-import { describeMachine } from './machine';
+import { busyWarning, describeMachine } from './machine';
 import { Report, countVerdicts, reportNotes, reportRows } from './report';
 import { renderMarkdownTable } from './table';
 
@@ -30,6 +30,8 @@ export function renderResultsMd(report: Report): string {
     'benchmark issue. A skipped suite measured nothing and is neither a pass nor a miss.',
     '',
   ];
+  const busy = busyWarning(report.machine);
+  if (busy) notes.push(`Warning: ${busy}.`);
   if (notes.length) lines.push('### Notes', '', ...notes.map((l) => `- ${l}`), '');
   lines.push('![results chart](report.svg)', '');
   return lines.join('\n');

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../errors';
 import { Cmd } from '../model/command';
+import { faultPoint } from '../model/fault';
 import { DEFAULT_LIMITS, Limits } from '../model/limits';
 import { CommandItem, decodeStream } from '../stream/decoder';
 import { formatUuid } from '../stream/dump';
@@ -191,6 +192,7 @@ export class Receiver {
           }
           default:
             active!.applier.apply(item);
+            faultPoint(`receive:command:${item.index}`);
         }
       }
       return done;
@@ -252,6 +254,7 @@ export class Receiver {
       method = r.method;
       shared = r.shared;
     }
+    faultPoint('receive:seeded');
     const tree = new StagingTree(treeDir, this.sys, shared);
     const applier = new Applier(
       tree,
@@ -299,7 +302,9 @@ export class Receiver {
       method: a.method,
     };
     const final = path.join(this.opts.target, a.name);
+    faultPoint('receive:before-catalog');
     this.catalog.add(entry);
+    faultPoint('receive:after-catalog');
     try {
       this.sys.renameNoReplace(treeDir, final);
     } catch (e) {
@@ -312,6 +317,7 @@ export class Receiver {
       }
       throw e;
     }
+    faultPoint('receive:after-rename');
     fsyncDir(this.opts.target);
     fs.rmSync(a.partialDir, { recursive: true, force: true });
     protectSnapshot(this.sys, final);

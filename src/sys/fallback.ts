@@ -47,6 +47,14 @@ for (const [name, num] of Object.entries(os.constants.errno)) {
   // EWOULDBLOCK = EAGAIN, EDEADLOCK = EDEADLK: keep the first (canonical) name.
   if (!ERRNO_NAMES.has(num)) ERRNO_NAMES.set(num, name);
 }
+/**
+ * 95 is both ENOTSUP (Node's fs name) and EOPNOTSUPP (the name fallocate(2),
+ * ioctl_ficlone(2), copy_file_range(2) and setxattr(2) document). These are
+ * those calls, so it is EOPNOTSUPP here; code handling fs errors as well
+ * should accept both.
+ */
+const EOPNOTSUPP = os.constants.errno.EOPNOTSUPP;
+ERRNO_NAMES.set(EOPNOTSUPP, 'EOPNOTSUPP');
 let systemErrorMap: Map<number, [string, string]> | undefined;
 
 function errnoName(errno: number): string {
@@ -54,6 +62,7 @@ function errnoName(errno: number): string {
 }
 
 function errnoDescription(errno: number): string {
+  if (errno === EOPNOTSUPP) return 'operation not supported';
   systemErrorMap ??= util.getSystemErrorMap();
   return systemErrorMap.get(-errno)?.[1] ?? 'unknown error';
 }
@@ -70,11 +79,12 @@ function showPath(p: PathLike): string {
 
 /**
  * A Node-style errno error: message `CODE: description, syscall 'path' -> 'dest'`,
- * `.errno` negative as Node's, `.code` the errno name.
+ * `.errno` negative as Node's, `.code` the errno name. Aliases collapse to
+ * one name (ENOTSUP → 'EOPNOTSUPP', EWOULDBLOCK → 'EAGAIN').
  */
 export function sysError(errno: number | string, syscall: string, path?: PathLike, dest?: PathLike): SysError {
   const num = typeof errno === 'number' ? Math.abs(errno) : errnoNumber(errno);
-  const code = typeof errno === 'string' ? errno : errnoName(num);
+  const code = errnoName(num); // one name per number: 11 is 'EAGAIN', 95 'EOPNOTSUPP'
   let message = `${code}: ${errnoDescription(num)}, ${syscall}`;
   if (path !== undefined) message += ` '${showPath(path)}'`;
   if (dest !== undefined) message += ` -> '${showPath(dest)}'`;

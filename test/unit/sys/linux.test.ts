@@ -21,7 +21,15 @@ import {
   ioc,
   sys,
 } from '../../../src/sys/linux';
-import { devMajorMinor, makeDev, quoteAttrName, splitPath, touchDate, unquoteAttrName } from '../../../src/sys/fallback';
+import {
+  devMajorMinor,
+  makeDev,
+  quoteAttrName,
+  splitPath,
+  sysError,
+  touchDate,
+  unquoteAttrName,
+} from '../../../src/sys/fallback';
 import { spawnSync } from 'node:child_process';
 import { describeLoopFs, loopFsTest, realFsRequired, withLoopFs } from '../../helpers/loopfs';
 
@@ -126,6 +134,32 @@ describe('module', () => {
         jest.dontMock('koffi');
       }
     });
+  });
+
+  test('errors look like Node fs errors, aliases included', () => {
+    const missing = path.join(tmp, 'missing');
+    let nodeErr: NodeJS.ErrnoException | undefined;
+    try {
+      fs.lstatSync(missing);
+    } catch (e) {
+      nodeErr = e as NodeJS.ErrnoException;
+    }
+    const err = sysError(2, 'lstat', missing);
+    expect(err).toBeInstanceOf(Error);
+    expect(err.message).toBe(nodeErr!.message);
+    expect({ code: err.code, errno: err.errno, syscall: err.syscall, path: err.path }).toEqual({
+      code: nodeErr!.code,
+      errno: nodeErr!.errno,
+      syscall: nodeErr!.syscall,
+      path: nodeErr!.path,
+    });
+    // 95 carries the name the syscalls' man pages use (Node's fs says ENOTSUP).
+    expect(sysError('ENOTSUP', 'fallocate').code).toBe('EOPNOTSUPP');
+    expect(sysError(-95, 'fallocate').message).toBe('EOPNOTSUPP: operation not supported, fallocate');
+    expect(sysError('EWOULDBLOCK', 'flock').code).toBe('EAGAIN');
+    expect(sysError('EXDEV', 'renameat2', 'a', Buffer.from('b')).message).toBe(
+      "EXDEV: cross-device link not permitted, renameat2 'a' -> 'b'",
+    );
   });
 
   test('ioctl numbers match the kernel _IOC encoding', () => {
@@ -774,6 +808,10 @@ describeLoopFs('tmpfs', 'on tmpfs', (mounted) => {
         expect(native.cloneFile(fd, dfd)).toBe(false);
         expect(native.cloneRange(fd, 0n, 4096n, dfd, 0n)).toBe(false);
       });
+    });
+    // FALLOC_FL_COLLAPSE_RANGE: not on tmpfs, never in the fallback.
+    withFd(a, 'r+', (fd) => {
+      for (const s of [native, fallback]) expectSysError(() => s.fallocate(fd, 0x08, 0n, 4096n), 'EOPNOTSUPP', 'fallocate');
     });
     native.exchange(a, c);
     expect(fs.readFileSync(a, 'utf8')).toBe('c');
