@@ -179,7 +179,7 @@ for algo in "${ALGOS[@]}"; do
     detrand 4096 $((i + 1))
     compressible 4096 "mix$i"
   done > "$V/mix-32k"
-  head -c $((64 * 1024)) /dev/zero > "$V/zeros-64k"        # long runs (zstd RLE blocks)
+  head -c $((64 * 1024)) /dev/zero > "$V/zeros-64k"        # long matches, long lengths
   compressible $((128 * 1024)) split > "$V/split"
   if [[ $algo == lzo ]]; then
     # A segment that ends 1..3 bytes before a sector boundary makes btrfs
@@ -240,8 +240,8 @@ bytes [unencoded_offset, unencoded_offset + unencoded_file_len) of the
 decoded extent, read back from the snapshot. The files: \`big\` (150000
 bytes: a full 128 KiB extent, then a tail extent whose data decodes to
 18928 bytes of an unencoded_len of 20480),
-\`mix-32k\` (4 KiB random / 4 KiB text sectors: LZO segments that cross
-sector boundaries, zstd raw blocks), \`zeros-64k\`, and \`split\` (128 KiB,
+\`mix-32k\` (4 KiB random / 4 KiB text sectors: LZO segments longer than a
+sector, so they cross sector boundaries), \`zeros-64k\`, and \`split\` (128 KiB,
 then 8 KiB overwritten at 64 KiB, so the old extent is sent twice, once
 with a non-zero unencoded_offset; both entries name the same .bin file).
 For LZO, \`pad-<n>\` is the first of 600 candidate files whose extent has a

@@ -69,11 +69,11 @@ export class Applier {
   ) {}
 
   private paths(item: CommandItem, p: Buffer | undefined, what: string, allowRoot: boolean): Buffer[] {
-    return checkStreamPath(p!, this.ctx(item, what), this.policy.limits, allowRoot);
+    return checkStreamPath(p!, { ...this.ctx(item), what }, this.policy.limits, allowRoot);
   }
 
-  private ctx(item: CommandItem, what?: string): OpContext & { what: string } {
-    return { command: item.index, offset: item.offset, cmd: CMD_SPECS[item.cmd]!.name, what: what ?? 'path' };
+  private ctx(item: CommandItem): OpContext {
+    return { command: item.index, offset: item.offset, cmd: CMD_SPECS[item.cmd]!.name };
   }
 
   private refuse(

@@ -18,7 +18,7 @@
  * be zero (btrfs pads the compressed extent to a sector with zeros).
  */
 import * as zlib from 'node:zlib';
-import { loadZstd, scanZstdFrame, zstdCodec } from '../transport/codec';
+import { loadZstd, scanZstdFrame, zstdCodec, ZSTD_MAX_DECOMPRESS_OUTPUT } from '../transport/codec';
 
 /** `BTRFS_ENCODED_IO_COMPRESSION_*`: none, zlib, zstd, lzo with 4K..64K sectors. */
 export type EncodedCompression = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
@@ -36,9 +36,10 @@ export const EncodedCompression = {
 /**
  * Hard ceiling on unencodedLen, whatever the caller allows. btrfs never
  * produces an extent over 128 KiB (BTRFS_MAX_UNCOMPRESSED); this leaves room
- * for other writers without letting a length field ask for gigabytes.
+ * for other writers without letting a length field ask for gigabytes, and
+ * matches the largest output the zstd codec will size.
  */
-export const MAX_UNENCODED_LEN = 16 * 1024 * 1024;
+export const MAX_UNENCODED_LEN = ZSTD_MAX_DECOMPRESS_OUTPUT;
 
 /** Load the zstd codec; call once before decoding zstd extents. */
 export async function initDecompressors(): Promise<void> {
@@ -190,8 +191,9 @@ function decodeBtrfsLzo(data: Buffer, unencodedLen: number, sectorSize: number):
     throw new Error(`encoded extent corrupt: lzo data of ${data.length} bytes has no header`);
   }
   const total = data.readUInt32LE(0);
-  // Same checks as the kernel: the total fits the data and the 128 KiB cap,
-  // and every sector of the data is used.
+  // Same checks as the kernel (lzo_decompress_bio, with DATA as the on-disk
+  // extent): the total fits the data and the 128 KiB cap, and every sector
+  // of the data is used.
   if (total < LZO_LEN || total > Math.min(data.length, BTRFS_MAX_COMPRESSED) || roundUp(total, sectorSize) < data.length) {
     throw new Error(`encoded extent corrupt: lzo header says ${total} bytes for ${data.length} bytes of data`);
   }
@@ -234,8 +236,9 @@ function roundUp(n: number, to: number): number {
 
 /** Zero runs of the LZO-RLE bitstream (version >= 1) are at least this long. */
 const MIN_ZERO_RUN_LENGTH = 4;
-/** Distance bias of an M4 match (and of the 3-byte match after a literal run). */
+/** Distance bias of an M4 match. */
 const M4_BIAS = 0x4000;
+/** The 3-byte match right after a literal run reaches past the M2 range: distance 2049 + ... */
 const M2_MAX_OFFSET = 0x0800;
 
 /**
@@ -267,42 +270,10 @@ export function lzo1xDecompressSafe(
   if (srcStart < 0 || srcEnd > src.length || srcStart > srcEnd || dstStart < 0 || dstEnd > dst.length || dstStart > dstEnd) {
     throw new RangeError('lzo1x: buffer range out of bounds');
   }
+  // Hot loop: no closures over ip/op (they would live in a heap context).
   let ip = srcStart;
   let op = dstStart;
-  const inputOverrun = (): never => {
-    throw new Error(`lzo1x: input overrun (input ${srcEnd - srcStart} bytes, output ${op - dstStart} so far)`);
-  };
-  const outputOverrun = (): never => {
-    throw new Error(`lzo1x: output overrun (room for ${dstEnd - dstStart} bytes)`);
-  };
-  const lookbehind = (dist: number): never => {
-    throw new Error(`lzo1x: match distance ${dist} before start of output (at output ${op - dstStart})`);
-  };
-  /** Extended length: zero bytes each add 255, then one non-zero byte adds itself. */
-  const extLength = (base: number): number => {
-    let t = base;
-    for (;;) {
-      if (ip >= srcEnd) inputOverrun();
-      const b = src[ip++];
-      if (b !== 0) return t + b;
-      t += 255;
-      // A length this long can never fit the output; stop early (bounds the loop).
-      if (t > dstEnd - dstStart) outputOverrun();
-    }
-  };
-  const copyLiterals = (n: number): void => {
-    if (n > srcEnd - ip) inputOverrun();
-    if (n > dstEnd - op) outputOverrun();
-    if (n > 8) {
-      dst.set(src.subarray(ip, ip + n), op);
-      ip += n;
-      op += n;
-    } else {
-      for (let i = 0; i < n; i++) dst[op++] = src[ip++];
-    }
-  };
-
-  if (srcEnd - srcStart < 3) inputOverrun();
+  if (srcEnd - srcStart < 3) throw lzoInputOverrun(srcEnd - srcStart, 0);
   let rle = false;
   if (srcEnd - srcStart >= 5 && src[ip] === 17) {
     rle = src[ip + 1] !== 0;
@@ -311,29 +282,54 @@ export function lzo1xDecompressSafe(
 
   // state: 0 = after a match with no trailing literals (or at start),
   // 1..3 = after that many literals, 4 = after a literal run of 4 or more.
+  // `lit` is the number of literals to copy before the next instruction.
   let state = 0;
+  let lit = 0;
   if (src[ip] > 17) {
-    const t = src[ip++] - 17;
-    copyLiterals(t);
-    state = t < 4 ? t : 4;
+    lit = src[ip++] - 17;
+    state = lit < 4 ? lit : 4;
   }
 
   for (;;) {
-    if (ip >= srcEnd) inputOverrun();
+    if (lit > 0) {
+      if (lit > srcEnd - ip) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
+      if (lit > dstEnd - op) throw lzoOutputOverrun(dstEnd - dstStart);
+      if (lit > 16) {
+        dst.set(src.subarray(ip, ip + lit), op);
+        ip += lit;
+        op += lit;
+      } else {
+        for (let i = 0; i < lit; i++) dst[op++] = src[ip++];
+      }
+      lit = 0;
+    }
+    if (ip >= srcEnd) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
     const t = src[ip++];
     let len: number;
     let dist: number;
-    let next: number;
     if (t < 16) {
       if (state === 0) {
-        // Literal run.
-        const n = (t === 0 ? extLength(15) : t) + 3;
-        copyLiterals(n);
+        // Literal run of t + 3, or for t = 0 an extended length.
+        let n = t;
+        if (n === 0) {
+          n = 15;
+          for (;;) {
+            if (ip >= srcEnd) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
+            const b = src[ip++];
+            if (b !== 0) {
+              n += b;
+              break;
+            }
+            n += 255;
+            if (n > dstEnd - dstStart) throw lzoOutputOverrun(dstEnd - dstStart);
+          }
+        }
+        lit = n + 3;
         state = 4;
         continue;
       }
-      if (ip >= srcEnd) inputOverrun();
-      next = t & 3;
+      if (ip >= srcEnd) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
+      lit = t & 3;
       if (state === 4) {
         len = 3;
         dist = 1 + M2_MAX_OFFSET + (t >> 2) + (src[ip++] << 2);
@@ -343,44 +339,65 @@ export function lzo1xDecompressSafe(
       }
     } else if (t >= 64) {
       // M2
-      if (ip >= srcEnd) inputOverrun();
-      next = t & 3;
+      if (ip >= srcEnd) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
+      lit = t & 3;
       dist = 1 + ((t >> 2) & 7) + (src[ip++] << 3);
       len = (t >> 5) + 1;
     } else if (t >= 32) {
       // M3
       len = (t & 31) + 2;
-      if (len === 2) len = extLength(2 + 31);
-      if (srcEnd - ip < 2) inputOverrun();
+      if (len === 2) {
+        len = 33;
+        for (;;) {
+          if (ip >= srcEnd) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
+          const b = src[ip++];
+          if (b !== 0) {
+            len += b;
+            break;
+          }
+          len += 255;
+          if (len > dstEnd - dstStart) throw lzoOutputOverrun(dstEnd - dstStart);
+        }
+      }
+      if (srcEnd - ip < 2) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
       const v = src[ip] | (src[ip + 1] << 8);
       ip += 2;
       dist = 1 + (v >> 2);
-      next = v & 3;
+      lit = v & 3;
     } else {
       // M4, end marker, or (LZO-RLE) a run of zeros.
-      if (srcEnd - ip < 2) inputOverrun();
+      if (srcEnd - ip < 2) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
       let v = src[ip] | (src[ip + 1] << 8);
       if (rle && (v & 0xfffc) === 0xfffc && (t & 0xf8) === 0x18) {
-        if (srcEnd - ip < 3) inputOverrun();
+        if (srcEnd - ip < 3) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
         const run = ((t & 7) | (src[ip + 2] << 3)) + MIN_ZERO_RUN_LENGTH;
-        if (run > dstEnd - op) outputOverrun();
+        if (run > dstEnd - op) throw lzoOutputOverrun(dstEnd - dstStart);
         dst.fill(0, op, op + run);
         op += run;
         ip += 3;
-        next = v & 3;
-        copyLiterals(next);
-        state = next;
+        lit = v & 3;
+        state = lit;
         continue;
       }
       const high = (t & 8) << 11;
       len = (t & 7) + 2;
       if (len === 2) {
-        len = extLength(2 + 7);
-        if (srcEnd - ip < 2) inputOverrun();
+        len = 9;
+        for (;;) {
+          if (ip >= srcEnd) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
+          const b = src[ip++];
+          if (b !== 0) {
+            len += b;
+            break;
+          }
+          len += 255;
+          if (len > dstEnd - dstStart) throw lzoOutputOverrun(dstEnd - dstStart);
+        }
+        if (srcEnd - ip < 2) throw lzoInputOverrun(srcEnd - srcStart, op - dstStart);
         v = src[ip] | (src[ip + 1] << 8);
       }
       ip += 2;
-      next = v & 3;
+      lit = v & 3;
       dist = high + (v >> 2);
       if (dist === 0) {
         // End of stream: 0x11 0x00 0x00 (length field 1, distance 0).
@@ -391,8 +408,10 @@ export function lzo1xDecompressSafe(
       dist += M4_BIAS;
     }
 
-    if (dist > op - dstStart) lookbehind(dist);
-    if (len > dstEnd - op) outputOverrun();
+    if (dist > op - dstStart) {
+      throw new Error(`lzo1x: match distance ${dist} before start of output (at output ${op - dstStart})`);
+    }
+    if (len > dstEnd - op) throw lzoOutputOverrun(dstEnd - dstStart);
     let from = op - dist;
     if (dist >= len && len > 16) {
       dst.copyWithin(op, from, from + len);
@@ -402,7 +421,15 @@ export function lzo1xDecompressSafe(
       const end = op + len;
       while (op < end) dst[op++] = dst[from++];
     }
-    copyLiterals(next);
-    state = next;
+    // The 0..3 literals that follow a match (copied at the top of the loop).
+    state = lit;
   }
+}
+
+function lzoInputOverrun(inputLen: number, produced: number): Error {
+  return new Error(`lzo1x: input overrun (input ${inputLen} bytes, output ${produced} so far)`);
+}
+
+function lzoOutputOverrun(room: number): Error {
+  return new Error(`lzo1x: output overrun (room for ${room} bytes)`);
 }
