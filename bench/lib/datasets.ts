@@ -264,7 +264,7 @@ export function makeMany(dest: string, count: number, seed: number, opts: ManyOp
   const pool = rng.fork('pool').fill(Buffer.allocUnsafe(1 << 20)) as Buffer;
   const dirs: { path: string; depth: number }[] = [{ path: '', depth: 0 }];
   const parents: number[] = [0]; // indices of dirs that may get subdirectories
-  const files: string[] = [];
+  const files: { path: string; size: number }[] = [];
   const stats: TreeStats = { files: 0, dirs: 0, symlinks: 0, other: 0, bytes: 0 };
   let serial = 0;
   const abs = (p: string) => join(dest, p);
@@ -282,17 +282,20 @@ export function makeMany(dest: string, count: number, seed: number, opts: ManyOp
     const di = rng.chance(0.8) ? Math.max(1, dirs.length - 1 - rng.int(0, 31)) : rng.int(0, dirs.length - 1);
     const path = under(dirs[di].path, drawName(rng, serial++));
     if (files.length && rng.chance(symlinkShare)) {
-      const target = rng.pick(files);
+      const target = rng.pick(files).path;
       symlinkSync(posix.relative(posix.dirname(path), target) || target, abs(path));
       stats.symlinks++;
     } else if (files.length && rng.chance(hardlinkShare)) {
-      linkSync(abs(rng.pick(files)), abs(path));
+      const target = rng.pick(files);
+      linkSync(abs(target.path), abs(path));
+      // Counted as listTree counts it: one more name, with the file's size.
       stats.files++;
+      stats.bytes += target.size;
     } else {
       const size = rng.chance(0.1) ? 0 : rng.logInt(1, maxFile);
       const off = rng.int(0, pool.length - size);
       writeFileSync(abs(path), pool.subarray(off, off + size), { flag: 'wx' });
-      files.push(path);
+      files.push({ path, size });
       stats.files++;
       stats.bytes += size;
     }

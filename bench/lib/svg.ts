@@ -17,10 +17,10 @@ const COLORS: Record<Verdict, string> = {
   unavailable: '#9e9e9e',
 };
 
-const W = 960;
+const W = 1000;
 const LABEL_W = 300;
 const BAR_X = LABEL_W + 10;
-const BAR_W = 440;
+const BAR_W = 400;
 const VALUE_X = BAR_X + BAR_W + 12;
 const ROW_H = 30;
 const BAR_H = 16;

@@ -21,6 +21,35 @@ function buildProgram(setCode: (p: Promise<number>) => void): Command {
     .showHelpAfterError(false);
 
   program
+    .command('init')
+    .description('make DIR a volume; prints the snapshot method chosen')
+    .argument('<DIR>', 'the directory tree to put under ferry\'s care')
+    .option('--method <METHOD>', 'auto, btrfs, reflink or index', 'auto')
+    .option('--json', 'print the volume as a JSON object')
+    .action((dir: string, o: { method?: string; json?: boolean }) => {
+      setCode(import('./commands/init').then((m) => m.runInit(dir, o)));
+    });
+
+  program
+    .command('snapshot')
+    .description('take a snapshot of volume DIR; prints DIR@NAME')
+    .argument('<DIR>', 'the volume')
+    .option('--name <NAME>', 'snapshot name (default: UTC time YYYYMMDDTHHMMSSZ)')
+    .option('--json', 'print the snapshot as a JSON object')
+    .action((dir: string, o: { name?: string; json?: boolean }) => {
+      setCode(import('./commands/snapshot').then((m) => m.runSnapshot(dir, o)));
+    });
+
+  program
+    .command('list')
+    .description("list a volume's snapshots or a target's received snapshots")
+    .argument('<DIR>', 'a volume or a target')
+    .option('--json', 'one JSON object per line')
+    .action((dir: string, o: { json?: boolean }) => {
+      setCode(import('./commands/list').then((m) => m.runList(dir, o)));
+    });
+
+  program
     .command('dump')
     .description('print a send stream as `btrfs receive --dump` does')
     .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')

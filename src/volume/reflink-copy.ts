@@ -1,0 +1,174 @@
+/**
+ * The frozen tree of a `reflink` snapshot: a copy of the walked tree where
+ * every regular file is a FICLONE of the live one (no data copied), and
+ * directories, symlinks, hard links and special files are recreated with
+ * their owner, mode, xattrs and times.
+ *
+ * Owns: building the copy from walk entries, making its root immutable, and
+ * clearing that again so a snapshot can be removed.
+ *
+ * Never: follows a symlink in the live tree (opens are O_NOFOLLOW); copies
+ * data (a file that can't be cloned fails the snapshot with VOLUME_METHOD).
+ *
+ * Invariant: the copy's paths equal the live tree's paths at snapshot time,
+ * so a sender finds an inode's data by the path its links spell; inode
+ * numbers in the copy are NOT the index's inode numbers. Each file's record
+ * takes the live file's stat as it was when cloned (re-cloned while the file
+ * changes under us), so index and copy agree.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FerryError } from '../errors';
+import { InodeRecord } from '../model/inode';
+import { FS_IMMUTABLE_FL, sys, Timespec } from '../sys/linux';
+import { WalkEntry } from '../diff/walker';
+
+const SLASH = Buffer.from('/');
+const TRIES = 3;
+
+function ts(ns: bigint): Timespec {
+  const sec = ns / 1_000_000_000n;
+  let nsec = Number(ns - sec * 1_000_000_000n);
+  let s = sec;
+  if (nsec < 0) {
+    nsec += 1_000_000_000;
+    s -= 1n;
+  }
+  return { sec: s, nsec };
+}
+
+const IFMT: Record<string, number> = {
+  chr: fs.constants.S_IFCHR,
+  blk: fs.constants.S_IFBLK,
+  fifo: fs.constants.S_IFIFO,
+  sock: fs.constants.S_IFSOCK,
+};
+
+function applyMeta(p: Buffer, rec: InodeRecord): void {
+  const s = sys();
+  fs.lchownSync(p, rec.uid, rec.gid);
+  if (rec.type !== 'symlink') fs.chmodSync(p, rec.mode);
+  for (const [k, v] of rec.xattrs) {
+    try {
+      s.lsetxattr(p, k, v);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EOPNOTSUPP' && code !== 'ENOTSUP' && code !== 'EPERM') throw e;
+    }
+  }
+  s.lutimens(p, ts(rec.atimeNs), ts(rec.mtimeNs));
+}
+
+/** Clone one live file into `dst`, re-cloning while it changes; updates the record's stat. */
+function cloneInto(src: Buffer, dst: Buffer, rec: InodeRecord, warn: (m: string) => void): void {
+  const s = sys();
+  const sfd = fs.openSync(src, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    const dfd = fs.openSync(dst, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const before = fs.fstatSync(sfd, { bigint: true });
+        if (attempt > 1) fs.ftruncateSync(dfd, 0);
+        if (!s.cloneFile(sfd, dfd)) {
+          throw new FerryError('VOLUME_METHOD', 'reflink snapshot failed: the filesystem refused FICLONE', {
+            context: { file: src.toString() },
+            hint: 'initialize the volume with --method index on this filesystem',
+          });
+        }
+        const after = fs.fstatSync(sfd, { bigint: true });
+        const stable = before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs;
+        if (stable || attempt >= TRIES) {
+          if (!stable) warn(`file changed as we cloned it: ${src.toString()}`);
+          if (after.ino !== rec.ino) warn(`file was replaced during the snapshot; its new content is recorded: ${src.toString()}`);
+          rec.size = before.size;
+          rec.mtimeNs = before.mtimeNs;
+          rec.ctimeNs = before.ctimeNs;
+          rec.atimeNs = before.atimeNs;
+          return;
+        }
+      }
+    } finally {
+      fs.closeSync(dfd);
+    }
+  } finally {
+    fs.closeSync(sfd);
+  }
+}
+
+/**
+ * Build the frozen copy of `entries` (from walkTree, sorted by ino) under
+ * `dest` (which must not exist). File records take the stat of what was cloned.
+ */
+export function buildReflinkCopy(entries: WalkEntry[], dest: string, warn: (m: string) => void): void {
+  const destB = Buffer.from(path.resolve(dest));
+  fs.mkdirSync(destB, { mode: 0o700 });
+  const at = (e: WalkEntry) => (e.rel.length ? Buffer.concat([destB, SLASH, e.rel]) : destB);
+  const dirPath = new Map<bigint, Buffer>();
+  const root = entries.find((e) => e.rel.length === 0)!;
+  dirPath.set(root.rec.ino, destB);
+  // Directories, shallowest first, so parents exist.
+  const dirs = entries.filter((e) => e.rec.type === 'dir' && e.rel.length > 0);
+  dirs.sort((a, b) => a.rel.length - b.rel.length);
+  for (const d of dirs) {
+    const p = at(d);
+    fs.mkdirSync(p, { mode: 0o700 });
+    dirPath.set(d.rec.ino, p);
+  }
+  for (const e of entries) {
+    const rec = e.rec;
+    if (rec.type === 'dir') continue;
+    const p = at(e);
+    try {
+      switch (rec.type) {
+        case 'file':
+          cloneInto(e.path, p, rec, warn);
+          break;
+        case 'symlink':
+          fs.symlinkSync(rec.target!, p);
+          break;
+        default:
+          sys().mknod(p, IFMT[rec.type] | 0o600, rec.rdev);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && rec.type === 'file') {
+        // Deleted after the walk saw it: keep it in the index as walked, with an empty copy.
+        warn(`file vanished during the snapshot: ${e.path.toString()}`);
+        fs.writeFileSync(p, '');
+        rec.size = 0n;
+      } else throw err;
+    }
+    applyMeta(p, rec);
+    for (const l of rec.links) {
+      const lp = Buffer.concat([dirPath.get(l.parent)!, SLASH, l.name]);
+      if (!lp.equals(p)) fs.linkSync(p, lp);
+    }
+  }
+  // Directory metadata last, deepest first, so entries added above do not bump their times.
+  for (let i = dirs.length - 1; i >= 0; i--) applyMeta(at(dirs[i]), dirs[i].rec);
+  applyMeta(destB, root.rec);
+}
+
+/** Set or clear the immutable flag on a directory; false where the fs can't. */
+export function setImmutable(dir: string, on: boolean): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+  } catch {
+    return false;
+  }
+  try {
+    const s = sys();
+    const flags = s.getFlags(fd);
+    if (flags === undefined) return false;
+    const want = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+    if (want === flags) return true;
+    try {
+      return s.setFlags(fd, want);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EPERM') return false;
+      throw e;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,455 @@
+/**
+ * Volumes and their snapshots (DESIGN.md "Concepts", "Snapshot methods").
+ *
+ * Owns: DIR/.ferry/volume.json (format, uuid, method, transid counter), the
+ * snapshot directory layout, snapshot names, and the snapshot procedure:
+ * lock → transid+1 → walk → (reflink copy) → generations against the parent
+ * index → index → meta.json → rename into place.
+ *
+ *   DIR/.ferry/volume.json
+ *   DIR/.ferry/lock
+ *   DIR/.ferry/snapshots/<name>/meta.json   SnapshotMeta
+ *   DIR/.ferry/snapshots/<name>/index       see src/diff/index-file.ts
+ *   DIR/.ferry/snapshots/<name>/tree/       reflink only: the frozen copy (root immutable)
+ *   DIR/.ferry/snapshots/.tmp-<uuid>/       a snapshot being built or killed
+ *
+ * Invariants: a snapshot exists exactly when DIR/.ferry/snapshots/<name>
+ * exists; it appears by one rename at the end, so a killed snapshot never
+ * appears, and leftovers (.tmp-*) are removed by the next snapshot. Transids
+ * only grow. For `index` volumes the snapshot's data is the live tree.
+ *
+ * Method `btrfs` is detected but not implemented yet: `auto` on btrfs picks
+ * `reflink` (btrfs clones files), and `--method btrfs` fails with
+ * VOLUME_METHOD.
+ */
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FerryError } from '../errors';
+import { faultPoint } from '../model/fault';
+import { InodeRecord } from '../model/inode';
+import { assignGenerations, GenerationStats } from '../diff/generations';
+import { openIndex, writeIndex } from '../diff/index-file';
+import { FERRY_DIR_NAME, WalkEntry, walkTree } from '../diff/walker';
+import { sys } from '../sys/linux';
+import { fsyncDir, writeFileAtomic } from './atomic';
+import { Lock } from './lock';
+import { buildReflinkCopy, setImmutable } from './reflink-copy';
+
+export type SnapshotMethod = 'btrfs' | 'reflink' | 'index';
+export type InitMethod = SnapshotMethod | 'auto';
+
+const BTRFS_SUPER_MAGIC = 0x9123683e;
+const TMP_PREFIX = '.tmp-';
+
+export interface VolumeMeta {
+  format: 1;
+  uuid: string;
+  method: SnapshotMethod;
+  /** Transid of the newest snapshot taken (decimal string); 0 before the first. */
+  transid: string;
+  created: string;
+}
+
+export interface Volume {
+  /** Absolute path of the volume's root (the live tree). */
+  dir: string;
+  /** DIR/.ferry */
+  ferryDir: string;
+  meta: VolumeMeta;
+}
+
+export interface SnapshotCounts {
+  inodes: number;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  other: number;
+  /** Sum of regular file sizes (decimal string). */
+  bytes: string;
+  /** Inodes new or changed since the parent. */
+  changed: number;
+  hashedFiles: number;
+  hashedBytes: string;
+}
+
+export interface SnapshotMeta {
+  format: 1;
+  name: string;
+  /** Snapshot uuid (dashed); the stream's UUID. */
+  uuid: string;
+  /** Decimal string; the stream's CTRANSID. */
+  transid: string;
+  parentUuid: string | null;
+  parentName: string | null;
+  parentTransid: string | null;
+  volumeUuid: string;
+  created: string;
+  method: SnapshotMethod;
+  counts: SnapshotCounts;
+}
+
+export interface SnapshotInfo {
+  meta: SnapshotMeta;
+  /** DIR/.ferry/snapshots/<name> */
+  dir: string;
+  /** DIR/.ferry/snapshots/<name>/index */
+  indexPath: string;
+  /**
+   * Where the snapshot's file data is read: the frozen copy
+   * (DIR/.ferry/snapshots/<name>/tree) for `reflink`, the live tree DIR for
+   * `index`. Data is found by path (built from the index's links); the
+   * copy's inode numbers differ from the index's.
+   */
+  dataRoot: string;
+}
+
+export const volumeFile = (dir: string) => path.join(dir, FERRY_DIR_NAME, 'volume.json');
+export const snapshotsDir = (vol: Volume) => path.join(vol.ferryDir, 'snapshots');
+
+function notFound(dir: string, why: string): FerryError {
+  return new FerryError('VOLUME_NOT_FOUND', `volume not found: ${why}`, {
+    context: { dir },
+    hint: 'run `ferry init DIR` first',
+  });
+}
+
+/** True when FICLONE works between two files inside `dir`. */
+export function probeReflink(dir: string): boolean {
+  const a = path.join(dir, `.ferry-probe-${process.pid}-a`);
+  const b = path.join(dir, `.ferry-probe-${process.pid}-b`);
+  try {
+    fs.writeFileSync(a, Buffer.alloc(4096, 0x5a));
+    const fa = fs.openSync(a, 'r');
+    try {
+      const fb = fs.openSync(b, 'w');
+      try {
+        return sys().cloneFile(fa, fb);
+      } finally {
+        fs.closeSync(fb);
+      }
+    } finally {
+      fs.closeSync(fa);
+    }
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(a, { force: true });
+    fs.rmSync(b, { force: true });
+  }
+}
+
+/** Is `dir` on btrfs (and the root of a subvolume)? */
+export function isBtrfsSubvolume(dir: string): { btrfs: boolean; subvolume: boolean } {
+  try {
+    const btrfs = fs.statfsSync(dir).type === BTRFS_SUPER_MAGIC;
+    return { btrfs, subvolume: btrfs && fs.statSync(dir, { bigint: true }).ino === 256n };
+  } catch {
+    return { btrfs: false, subvolume: false };
+  }
+}
+
+/** `ferry init DIR`: make DIR a volume. Returns the volume with the method chosen. */
+export function initVolume(dir: string, method: InitMethod = 'auto'): Volume {
+  const abs = path.resolve(dir);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(abs);
+  } catch {
+    throw notFound(dir, 'directory does not exist');
+  }
+  if (!st.isDirectory()) throw notFound(dir, 'not a directory');
+  if (fs.existsSync(volumeFile(abs))) {
+    throw new FerryError('VOLUME_EXISTS', 'volume already initialized', { context: { dir }, hint: 'use `ferry snapshot DIR`' });
+  }
+  if (!['auto', 'btrfs', 'reflink', 'index'].includes(method)) {
+    throw new FerryError('USAGE', `unknown method ${JSON.stringify(method)}`, { hint: 'use auto, btrfs, reflink or index' });
+  }
+  const ferryDir = path.join(abs, FERRY_DIR_NAME);
+  fs.mkdirSync(ferryDir, { recursive: true, mode: 0o700 });
+  let chosen: SnapshotMethod;
+  if (method === 'btrfs') {
+    throw new FerryError('VOLUME_METHOD', 'method btrfs is not implemented yet', {
+      context: { dir },
+      hint: isBtrfsSubvolume(abs).btrfs ? 'use --method reflink (btrfs clones files) or auto' : 'DIR is not on btrfs; use auto',
+    });
+  } else if (method === 'reflink') {
+    if (!probeReflink(ferryDir)) {
+      throw new FerryError('VOLUME_METHOD', 'method reflink does not work here: the filesystem cannot clone files (FICLONE)', {
+        context: { dir },
+        hint: 'use --method index, or auto',
+      });
+    }
+    chosen = 'reflink';
+  } else if (method === 'index') {
+    chosen = 'index';
+  } else {
+    chosen = probeReflink(ferryDir) ? 'reflink' : 'index';
+  }
+  fs.mkdirSync(path.join(ferryDir, 'snapshots'), { recursive: true, mode: 0o700 });
+  const meta: VolumeMeta = { format: 1, uuid: randomUUID(), method: chosen, transid: '0', created: new Date().toISOString() };
+  writeFileAtomic(volumeFile(abs), JSON.stringify(meta, null, 2) + '\n');
+  return { dir: abs, ferryDir, meta };
+}
+
+export function openVolume(dir: string): Volume {
+  const abs = path.resolve(dir);
+  let text: string;
+  try {
+    text = fs.readFileSync(volumeFile(abs), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw notFound(dir, 'not a ferry volume (no .ferry/volume.json)');
+    }
+    throw e;
+  }
+  let meta: VolumeMeta;
+  try {
+    meta = JSON.parse(text) as VolumeMeta;
+  } catch (e) {
+    throw new FerryError('IO_FAILED', `volume metadata is unreadable: ${(e as Error).message}`, { context: { file: volumeFile(abs) } });
+  }
+  return { dir: abs, ferryDir: path.join(abs, FERRY_DIR_NAME), meta };
+}
+
+/** Validate a snapshot name: printable, no '/', no '@', not '.', '..' or '.tmp-*', at most 255 bytes. */
+export function validateSnapshotName(name: string): void {
+  const bad = (why: string) =>
+    new FerryError('SNAPSHOT_NAME_INVALID', `invalid snapshot name: ${why}`, {
+      context: { name },
+      hint: 'use printable characters without "/" or "@", at most 255 bytes',
+    });
+  if (name.length === 0) throw bad('empty');
+  if (Buffer.byteLength(name) > 255) throw bad('longer than 255 bytes');
+  if (name === '.' || name === '..') throw bad('reserved');
+  if (name.startsWith(TMP_PREFIX)) throw bad(`names starting with ${TMP_PREFIX} are reserved`);
+  if (name.includes('/')) throw bad('contains "/"');
+  if (name.includes('@')) throw bad('contains "@" (VOLUME@NAME would be ambiguous)');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(name) || name.includes('\ufffd')) throw bad('contains control or invalid characters');
+}
+
+/** Default snapshot name: UTC time as YYYYMMDDTHHMMSSZ. */
+export function defaultSnapshotName(d = new Date()): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+function infoFor(vol: Volume, dir: string, meta: SnapshotMeta): SnapshotInfo {
+  return {
+    meta,
+    dir,
+    indexPath: path.join(dir, 'index'),
+    dataRoot: meta.method === 'reflink' ? path.join(dir, 'tree') : vol.dir,
+  };
+}
+
+/** Committed snapshots, oldest transid first. */
+export function listSnapshots(vol: Volume): SnapshotInfo[] {
+  const root = snapshotsDir(vol);
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const out: SnapshotInfo[] = [];
+  for (const n of names) {
+    if (n.startsWith(TMP_PREFIX)) continue;
+    const dir = path.join(root, n);
+    let meta: SnapshotMeta;
+    try {
+      meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8')) as SnapshotMeta;
+    } catch {
+      continue; // not a snapshot (never created by ferry)
+    }
+    out.push(infoFor(vol, dir, meta));
+  }
+  out.sort((a, b) => {
+    const x = BigInt(a.meta.transid);
+    const y = BigInt(b.meta.transid);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  return out;
+}
+
+export function getSnapshot(vol: Volume, name: string): SnapshotInfo {
+  const s = listSnapshots(vol).find((x) => x.meta.name === name);
+  if (!s) {
+    throw new FerryError('SNAPSHOT_NOT_FOUND', 'snapshot not found', { context: { volume: vol.dir, name } });
+  }
+  return s;
+}
+
+/** Remove a directory that may hold an immutable snapshot tree. */
+function removeSnapshotDir(dir: string): void {
+  setImmutable(path.join(dir, 'tree'), false);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Remove a committed snapshot: it disappears by one rename, then its files are deleted. */
+export function removeSnapshot(vol: Volume, name: string): void {
+  const lock = Lock.acquire(path.join(vol.ferryDir, 'lock'), `remove ${name}`);
+  try {
+    const s = getSnapshot(vol, name);
+    const tmp = path.join(snapshotsDir(vol), `${TMP_PREFIX}rm-${s.meta.uuid}`);
+    fs.renameSync(s.dir, tmp);
+    fsyncDir(snapshotsDir(vol));
+    removeSnapshotDir(tmp);
+  } finally {
+    lock.release();
+  }
+}
+
+function cleanStale(vol: Volume): void {
+  const root = snapshotsDir(vol);
+  for (const n of fs.readdirSync(root)) if (n.startsWith(TMP_PREFIX)) removeSnapshotDir(path.join(root, n));
+}
+
+export interface SnapshotOptions {
+  name?: string;
+  onWarning?: (message: string) => void;
+  /** Clock for the default name (tests). */
+  now?: Date;
+}
+
+export interface SnapshotResult extends SnapshotInfo {
+  warnings: string[];
+}
+
+function counts(entries: WalkEntry[], g: GenerationStats): SnapshotCounts {
+  const c: SnapshotCounts = { inodes: entries.length, files: 0, dirs: 0, symlinks: 0, other: 0, bytes: '0', changed: g.changed, hashedFiles: g.hashedFiles, hashedBytes: g.hashedBytes.toString() };
+  let bytes = 0n;
+  for (const { rec } of entries) {
+    if (rec.type === 'file') {
+      c.files++;
+      bytes += rec.size;
+    } else if (rec.type === 'dir') c.dirs++;
+    else if (rec.type === 'symlink') c.symlinks++;
+    else c.other++;
+  }
+  c.bytes = bytes.toString();
+  return c;
+}
+
+/**
+ * `ferry snapshot DIR`: take a snapshot. Fault points (FERRY_FAULT):
+ * snapshot:after-walk, snapshot:after-index, snapshot:before-rename,
+ * snapshot:after-rename.
+ */
+export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
+  const name = opts.name ?? defaultSnapshotName(opts.now);
+  validateSnapshotName(name);
+  if (vol.meta.method === 'btrfs') {
+    throw new FerryError('VOLUME_METHOD', 'method btrfs is not implemented yet', { context: { dir: vol.dir } });
+  }
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    opts.onWarning?.(m);
+  };
+  const lock = Lock.acquire(path.join(vol.ferryDir, 'lock'), `snapshot ${name}`);
+  try {
+    const root = snapshotsDir(vol);
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    cleanStale(vol);
+    const final = path.join(root, name);
+    if (fs.existsSync(final)) {
+      throw new FerryError('SNAPSHOT_EXISTS', 'a snapshot with this name already exists', {
+        context: { volume: vol.dir, name },
+        hint: 'choose another --name',
+      });
+    }
+    // Re-read the counter under the lock; a killed snapshot's transid is never reused.
+    const current = openVolume(vol.dir).meta;
+    const transid = BigInt(current.transid) + 1n;
+    const newMeta: VolumeMeta = { ...current, transid: transid.toString() };
+    writeFileAtomic(volumeFile(vol.dir), JSON.stringify(newMeta, null, 2) + '\n');
+    vol.meta = newMeta;
+
+    const uuid = randomUUID();
+    const tmp = path.join(root, `${TMP_PREFIX}${uuid}`);
+    fs.mkdirSync(tmp, { mode: 0o700 });
+
+    const entries = walkTree(vol.dir, { onWarning: warn });
+    faultPoint('snapshot:after-walk');
+    const method = vol.meta.method;
+    const treeDir = path.join(tmp, 'tree');
+    if (method === 'reflink') buildReflinkCopy(entries, treeDir, warn);
+
+    // Parent: the newest snapshot whose index is intact.
+    const snaps = listSnapshots(vol);
+    let parent: SnapshotInfo | undefined;
+    let parentRecords: AsyncIterable<InodeRecord> | undefined;
+    for (let i = snaps.length - 1; i >= 0 && !parent; i--) {
+      try {
+        const f = await openIndex(snaps[i].indexPath);
+        parent = snaps[i];
+        parentRecords = f.records;
+      } catch (e) {
+        if (!(e instanceof FerryError)) throw e;
+        warn(`ignored snapshot ${snaps[i].meta.name} as a parent: ${e.message}`);
+      }
+    }
+
+    const treeB = Buffer.from(path.resolve(treeDir));
+    const g = await assignGenerations(entries, {
+      transid,
+      parent: parentRecords,
+      onWarning: warn,
+      source:
+        method === 'reflink'
+          ? (e) => ({ path: Buffer.concat([treeB, Buffer.from('/'), e.rel]), live: false })
+          : (e) => ({ path: e.path, live: true }),
+    });
+
+    await writeIndex(
+      path.join(tmp, 'index'),
+      { uuid, transid: transid.toString(), parentUuid: parent?.meta.uuid ?? null, volumeUuid: vol.meta.uuid },
+      (function* () {
+        for (const e of entries) yield e.rec;
+      })(),
+    );
+    faultPoint('snapshot:after-index');
+    const meta: SnapshotMeta = {
+      format: 1,
+      name,
+      uuid,
+      transid: transid.toString(),
+      parentUuid: parent?.meta.uuid ?? null,
+      parentName: parent?.meta.name ?? null,
+      parentTransid: parent?.meta.transid ?? null,
+      volumeUuid: vol.meta.uuid,
+      created: new Date().toISOString(),
+      method,
+      counts: counts(entries, g),
+    };
+    writeFileAtomic(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    if (method === 'reflink') {
+      const fd = fs.openSync(treeDir, 'r');
+      try {
+        sys().syncfs(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      if (!setImmutable(treeDir, true)) warn('could not make the snapshot tree immutable (needs CAP_LINUX_IMMUTABLE)');
+    }
+    fsyncDir(tmp);
+    faultPoint('snapshot:before-rename');
+    try {
+      sys().renameNoReplace(tmp, final);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTEMPTY') {
+        removeSnapshotDir(tmp);
+        throw new FerryError('SNAPSHOT_EXISTS', 'a snapshot with this name already exists', { context: { volume: vol.dir, name } });
+      }
+      throw e;
+    }
+    fsyncDir(root);
+    faultPoint('snapshot:after-rename');
+    return { ...infoFor(vol, final, meta), warnings };
+  } finally {
+    lock.release();
+  }
+}
