@@ -14,16 +14,12 @@
  */
 import * as fs from 'node:fs';
 import { Sys } from '../sys/linux';
-import { copyFilePrivate, copyXattrs } from './staging-tree';
+import { copyFilePrivate, copyXattrs, nsToTimespec as ts } from './staging-tree';
 
 export type SeedMethod = 'reflink' | 'farm' | 'copy';
 
 const SLASH = Buffer.from('/');
 const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
-
-function ts(ns: bigint) {
-  return { sec: ns / 1_000_000_000n, nsec: Number(ns % 1_000_000_000n) };
-}
 
 /** Whether FICLONE works from `srcDir`'s filesystem into `dstDir`. */
 export function probeReflink(sys: Sys, srcFile: Buffer | undefined, dstDir: Buffer): boolean {

@@ -303,12 +303,21 @@ export class StagingTree {
     const st = this.run('lstat', parts, ctx, () => fs.lstatSync(p, { bigint: true }));
     if (!st.isFile() || !this.shared.has(st.ino)) return;
     this.shared.delete(st.ino);
-    const tmp = Buffer.concat([this.abs(parts.slice(0, -1)), SLASH, Buffer.from(`.ferry-cow-${process.pid}-${this.cowCounter++}`)]);
+    const dir = this.abs(parts.slice(0, -1));
+    const tmp = Buffer.concat([dir, SLASH, Buffer.from(`.ferry-cow-${process.pid}-${this.cowCounter++}`)]);
     this.run('copy before change', parts, ctx, () => {
+      // The swap below is ferry's own doing, not the stream's: the directory
+      // keeps the times it had.
+      const dst = fs.lstatSync(dir, { bigint: true });
       copyFilePrivate(this.sys, p, tmp, st);
       fs.renameSync(tmp, p);
+      this.sys.lutimens(dir, nsToTimespec(dst.atimeNs), nsToTimespec(dst.mtimeNs));
     });
   }
+}
+
+export function nsToTimespec(ns: bigint): Timespec {
+  return { sec: ns / 1_000_000_000n, nsec: Number(ns % 1_000_000_000n) };
 }
 
 /** Copy a regular file with its metadata; clones where the filesystem can. */
@@ -325,11 +334,7 @@ export function copyFilePrivate(sys: Sys, src: Buffer, dst: Buffer, st: fs.BigIn
       fs.fchownSync(ofd, Number(st.uid), Number(st.gid));
       fs.fchmodSync(ofd, Number(st.mode & 0o7777n));
       copyXattrs(sys, src, dst);
-      sys.futimens(
-        ofd,
-        { sec: st.atimeNs / 1_000_000_000n, nsec: Number(st.atimeNs % 1_000_000_000n) },
-        { sec: st.mtimeNs / 1_000_000_000n, nsec: Number(st.mtimeNs % 1_000_000_000n) },
-      );
+      sys.futimens(ofd, nsToTimespec(st.atimeNs), nsToTimespec(st.mtimeNs));
     } finally {
       fs.closeSync(ofd);
     }

@@ -1,0 +1,703 @@
+/**
+ * The planner: turns two snapshot indexes (or one, for a full send) into btrfs
+ * send commands in an order a receiver can apply one at a time (DESIGN.md
+ * "From a diff to a stream"; the algorithm is written up in docs/planner.md).
+ *
+ * Owns: the receiver-tree model (where every inode is right now on the
+ * receiving side), orphan names, the order of name operations, and which
+ * data/metadata commands an inode needs. Never touches the filesystem: file
+ * content comes through the caller's DataSource, and only `splitWrite` is
+ * taken from src/stream/.
+ *
+ * Invariants:
+ *  - every path in an emitted command is valid in the modelled receiver tree
+ *    at the moment the command is applied (checked as the model is updated;
+ *    a violation is an INTERNAL error, never a bad stream);
+ *  - the output is a pure function of the inputs: same records and data,
+ *    same commands, byte for byte (iteration follows ino and name order only);
+ *  - a surviving inode is never deleted and recreated: moves are RENAMEs,
+ *    extra names are LINKs.
+ */
+import { FerryError } from '../errors';
+import { Cmd, Command, CommandAttrs, Timespec } from '../model/command';
+import { InodeRecord, InodeType } from '../model/inode';
+import { splitWrite } from '../stream/encoder';
+
+export interface PlanSnapshot {
+  uuid: Buffer;
+  ctransid: bigint;
+  rootIno: bigint;
+  /** Sorted by ino. */
+  records: InodeRecord[];
+}
+
+/** Reads file content of the CHILD snapshot (by the child-snapshot-relative path, raw bytes), chunked by the caller. */
+export interface DataSource {
+  read(path: Buffer, offset: bigint, length: number): Buffer;
+}
+
+export interface PlanOptions {
+  version: 1 | 2;
+  /** Snapshot name for SUBVOL/SNAPSHOT PATH. */
+  name: Buffer;
+}
+
+const CAPABILITY = 'security.capability';
+/** Bytes read from the DataSource at once: a multiple of both WRITE sizes (48 KiB v1, 128 KiB v2). */
+const READ_CHUNK = 384 * 1024;
+const ZEROS = Buffer.alloc(READ_CHUNK);
+const SLASH = Buffer.from('/');
+const EMPTY = Buffer.alloc(0);
+const FALLOC_PUNCH_KEEP_SIZE = 3;
+
+const TYPE_BITS: Record<InodeType, number> = {
+  file: 0o100000,
+  dir: 0o040000,
+  symlink: 0o120000,
+  chr: 0o020000,
+  blk: 0o060000,
+  fifo: 0o010000,
+  sock: 0o140000,
+};
+
+interface Edge {
+  parent: Node;
+  name: Buffer;
+  /** Name as a map key (latin1 is a byte-exact bijection). */
+  key: string;
+}
+
+interface Node {
+  /** Unique per plan: an old and a new inode may share an ino. */
+  id: number;
+  ino: bigint;
+  /** Record in the parent snapshot (absent for new inodes). */
+  old?: InodeRecord;
+  /** Record in the sent snapshot (absent for deleted inodes). */
+  neu?: InodeRecord;
+  isDir: boolean;
+  /** Names on the receiver right now, in the order they were made. */
+  cur: Edge[];
+  /** Names in the sent snapshot. */
+  tgt: Edge[];
+  tgtKeys: Set<string>;
+  exists: boolean;
+  /** Directories: entries on the receiver right now. */
+  children: Map<string, Node>;
+  /** Directories: entries in the sent snapshot, sorted by name. */
+  tgtChildren: Array<[Buffer, Node]>;
+  orphan?: Buffer;
+  isRoot: boolean;
+}
+
+const edgeKey = (parent: Node, key: string) => `${parent.id}:${key}`;
+
+function ts(ns: bigint): Timespec {
+  let sec = ns / 1_000_000_000n;
+  let nsec = ns - sec * 1_000_000_000n;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += 1_000_000_000n;
+  }
+  return { sec, nsec: Number(nsec) };
+}
+
+function internal(msg: string): FerryError {
+  return new FerryError('INTERNAL', `planner: ${msg}`);
+}
+
+/** An empty POSIX ACL value would fail on the receiver; the kernel sends the 4-byte header instead. */
+function xattrValue(name: Buffer, value: Buffer): Buffer {
+  if (value.length === 0 && name.toString('latin1').startsWith('system.posix_acl_')) return Buffer.from([2, 0, 0, 0]);
+  return value;
+}
+
+/**
+ * The receiver-tree model and the command helpers that keep it current.
+ * Each helper checks its precondition against the model and emits one command.
+ */
+class Plan {
+  readonly out: Command[] = [];
+  readonly root: Node;
+  /** Directories whose entries changed on the receiver (they need UTIMES). */
+  readonly touched = new Set<Node>();
+  private readonly reservedRootNames = new Set<string>();
+  private readonly childPaths = new Map<Node, Buffer>();
+
+  constructor(
+    rootIno: bigint,
+    readonly opts: PlanOptions,
+  ) {
+    this.root = newNode(rootIno, true);
+    this.root.isRoot = true;
+    this.root.exists = true;
+  }
+
+  reserveRootName(key: string): void {
+    this.reservedRootNames.add(key);
+  }
+
+  /** `o<ino>-<gen>-<idx>`, unique among root names of both snapshots and the receiver's root now. */
+  orphanName(n: Node): Buffer {
+    if (n.orphan) return n.orphan;
+    const gen = (n.neu ?? n.old)!.generation;
+    for (let idx = 0; ; idx++) {
+      const name = Buffer.from(`o${n.ino}-${gen}-${idx}`);
+      const key = name.toString('latin1');
+      if (!this.reservedRootNames.has(key) && !this.root.children.has(key)) {
+        this.reservedRootNames.add(key);
+        n.orphan = name;
+        return name;
+      }
+    }
+  }
+
+  path(n: Node): Buffer {
+    if (n.isRoot) return EMPTY;
+    const e = n.cur[0];
+    if (!e) throw internal(`inode ${n.ino} has no name on the receiver`);
+    return this.join(e.parent, e.name);
+  }
+
+  join(parent: Node, name: Buffer): Buffer {
+    const pp = this.path(parent);
+    return pp.length ? Buffer.concat([pp, SLASH, name]) : name;
+  }
+
+  /** Path in the sent snapshot (for reading data). */
+  childPath(n: Node): Buffer {
+    if (n.isRoot) return EMPTY;
+    let p = this.childPaths.get(n);
+    if (!p) {
+      const e = n.tgt[0];
+      if (!e) throw internal(`inode ${n.ino} has no name in the sent snapshot`);
+      const pp = this.childPath(e.parent);
+      p = pp.length ? Buffer.concat([pp, SLASH, e.name]) : e.name;
+      this.childPaths.set(n, p);
+    }
+    return p;
+  }
+
+  isTarget(n: Node, e: Edge): boolean {
+    return n.tgtKeys.has(edgeKey(e.parent, e.key));
+  }
+
+  /** True when `a` is `d` or one of its ancestors on the receiver now. */
+  isAncestorOrSelf(a: Node, d: Node): boolean {
+    for (let x: Node | undefined = d; x; x = x.isRoot ? undefined : x.cur[0]?.parent) if (x === a) return true;
+    return false;
+  }
+
+  private addEdge(n: Node, parent: Node, name: Buffer): Edge {
+    const key = name.toString('latin1');
+    if (!parent.exists || !parent.isDir) throw internal(`parent ${parent.ino} of ${name.toString()} does not exist`);
+    if (parent.children.has(key)) throw internal(`name ${this.join(parent, name).toString()} is taken`);
+    const e = { parent, name, key };
+    parent.children.set(key, n);
+    n.cur.push(e);
+    this.touched.add(parent);
+    return e;
+  }
+
+  private dropEdge(n: Node, e: Edge): void {
+    const i = n.cur.indexOf(e);
+    if (i < 0 || e.parent.children.get(e.key) !== n) throw internal(`inode ${n.ino} is not at ${e.name.toString()}`);
+    n.cur.splice(i, 1);
+    e.parent.children.delete(e.key);
+    this.touched.add(e.parent);
+  }
+
+  emit(cmd: Command['cmd'], attrs: CommandAttrs): void {
+    this.out.push({ cmd, attrs });
+  }
+
+  create(n: Node, parent: Node, name: Buffer): void {
+    const r = n.neu!;
+    if (n.exists) throw internal(`inode ${n.ino} created twice`);
+    const path = this.join(parent, name);
+    const ino = r.ino;
+    const mode = BigInt(TYPE_BITS[r.type] | (r.mode & 0o7777));
+    switch (r.type) {
+      case 'file':
+        this.emit(Cmd.MKFILE, { path, ino });
+        break;
+      case 'dir':
+        this.emit(Cmd.MKDIR, { path, ino });
+        break;
+      case 'symlink':
+        this.emit(Cmd.SYMLINK, { path, ino, pathLink: r.target ?? EMPTY });
+        break;
+      case 'chr':
+      case 'blk':
+        this.emit(Cmd.MKNOD, { path, ino, rdev: r.rdev, mode });
+        break;
+      case 'fifo':
+        this.emit(Cmd.MKFIFO, { path, ino, rdev: r.rdev, mode });
+        break;
+      case 'sock':
+        this.emit(Cmd.MKSOCK, { path, ino, rdev: r.rdev, mode });
+        break;
+    }
+    n.exists = true;
+    this.addEdge(n, parent, name);
+  }
+
+  rename(n: Node, from: Edge, parent: Node, name: Buffer): void {
+    const path = this.join(from.parent, from.name);
+    if (n.isDir && this.isAncestorOrSelf(n, parent)) throw internal(`rename of ${path.toString()} into itself`);
+    const pathTo = this.join(parent, name);
+    this.emit(Cmd.RENAME, { path, pathTo });
+    const i = n.cur.indexOf(from);
+    this.dropEdge(n, from);
+    const e = this.addEdge(n, parent, name);
+    // Keep the position: the first name stays the one paths are built from.
+    n.cur.pop();
+    n.cur.splice(i, 0, e);
+  }
+
+  link(n: Node, parent: Node, name: Buffer): void {
+    if (n.isDir) throw internal(`link of directory ${n.ino}`);
+    const pathLink = this.path(n);
+    this.emit(Cmd.LINK, { path: this.join(parent, name), pathLink });
+    this.addEdge(n, parent, name);
+  }
+
+  unlink(n: Node, e: Edge): void {
+    if (n.isDir) throw internal(`unlink of directory ${n.ino}`);
+    this.emit(Cmd.UNLINK, { path: this.join(e.parent, e.name) });
+    this.dropEdge(n, e);
+    if (n.cur.length === 0) n.exists = false;
+  }
+
+  rmdir(n: Node): void {
+    if (n.children.size) throw internal(`rmdir of non-empty directory ${this.path(n).toString()}`);
+    this.emit(Cmd.RMDIR, { path: this.path(n) });
+    this.dropEdge(n, n.cur[0]!);
+    n.exists = false;
+  }
+
+  /** UTIMES with the sent snapshot's times (OTIME is never applied by receivers and is left out). */
+  utimes(n: Node): void {
+    const r = n.neu!;
+    const attrs: CommandAttrs = { path: this.path(n), atime: ts(r.atimeNs), mtime: ts(r.mtimeNs), ctime: ts(r.ctimeNs) };
+    this.emit(Cmd.UTIMES, attrs);
+  }
+}
+
+let nextId = 0;
+function newNode(ino: bigint, isDir: boolean): Node {
+  return { id: nextId++, ino, isDir, cur: [], tgt: [], tgtKeys: new Set(), exists: false, children: new Map(), tgtChildren: [], isRoot: false };
+}
+
+/** Attach the sent snapshot's names to the nodes (target edges and per-directory target entries). */
+function attachTargets(plan: Plan, byIno: Map<bigint, Node>, records: InodeRecord[]): void {
+  for (const r of records) {
+    if (r.ino === plan.root.ino) continue;
+    const n = byIno.get(r.ino)!;
+    for (const l of r.links) {
+      const parent = l.parent === plan.root.ino ? plan.root : byIno.get(l.parent);
+      if (!parent || !parent.isDir) {
+        throw new FerryError('DIFF_INDEX_CORRUPT', `index names a missing parent directory`, { context: { ino: r.ino, parent: l.parent } });
+      }
+      const key = l.name.toString('latin1');
+      n.tgt.push({ parent, name: l.name, key });
+      n.tgtKeys.add(edgeKey(parent, key));
+      parent.tgtChildren.push([l.name, n]);
+      if (parent.isRoot) plan.reserveRootName(key);
+    }
+  }
+  for (const n of [plan.root, ...byIno.values()]) if (n.isDir) n.tgtChildren.sort((a, b) => Buffer.compare(a[0], b[0]));
+}
+
+function checkSorted(records: InodeRecord[], what: string): void {
+  for (let i = 1; i < records.length; i++) {
+    if (records[i - 1]!.ino >= records[i]!.ino) {
+      throw new FerryError('DIFF_INDEX_CORRUPT', `${what} index is not sorted by inode`, { context: { ino: records[i]!.ino } });
+    }
+  }
+}
+
+const reachable = (r: InodeRecord, rootIno: bigint) => r.ino === rootIno || r.links.length > 0;
+
+// ---------------------------------------------------------------------------
+// Per-inode content: xattrs, data, truncate, chown, chmod, capability, utimes.
+
+interface ContentCtx {
+  plan: Plan;
+  data: DataSource;
+  version: 1 | 2;
+}
+
+function* readWrites(ctx: ContentCtx, dst: Buffer, src: Buffer, start: bigint, end: bigint): Generator<Command> {
+  for (let at = start; at < end; ) {
+    const len = Number(end - at < BigInt(READ_CHUNK) ? end - at : BigInt(READ_CHUNK));
+    const buf = ctx.data.read(src, at, len);
+    if (buf.length === 0) return;
+    yield* splitWrite(dst, at, buf, ctx.version);
+    at += BigInt(buf.length);
+  }
+}
+
+function* zeroWrites(ctx: ContentCtx, dst: Buffer, start: bigint, end: bigint): Generator<Command> {
+  for (let at = start; at < end; ) {
+    const len = end - at < BigInt(READ_CHUNK) ? Number(end - at) : READ_CHUNK;
+    yield* splitWrite(dst, at, ZEROS.subarray(0, len), ctx.version);
+    at += BigInt(len);
+  }
+}
+
+/** Merge [start, end) ranges that touch. Input sorted by start. */
+function mergeRanges(rs: Array<[bigint, bigint]>): Array<[bigint, bigint]> {
+  const out: Array<[bigint, bigint]> = [];
+  for (const [s, e] of rs) {
+    const last = out[out.length - 1];
+    if (last && last[1] >= s) last[1] = e > last[1] ? e : last[1];
+    else out.push([s, e]);
+  }
+  return out;
+}
+
+/**
+ * Data commands for a file. `since` undefined: everything (new inode).
+ * Returns the end offset of the last byte written (0n when none).
+ */
+function* fileData(ctx: ContentCtx, n: Node, since: bigint | undefined): Generator<Command, bigint> {
+  const r = n.neu!;
+  const dst = ctx.plan.path(n);
+  const src = ctx.plan.childPath(n);
+  const writes: Array<[bigint, bigint]> = [];
+  const holes: Array<[bigint, bigint]> = [];
+  for (const x of r.extents ?? []) {
+    if (since !== undefined && x.generation <= since) continue;
+    const end = x.offset + BigInt(x.length);
+    if (end > r.size) throw new FerryError('DIFF_INDEX_CORRUPT', 'extent beyond end of file', { context: { ino: r.ino, offset: x.offset } });
+    (x.hash ? writes : holes).push([x.offset, end]);
+  }
+  // Holes that replaced data of the parent's version: punch (v2) or zero (v1).
+  const punches: Array<[bigint, bigint]> = [];
+  const old = n.old;
+  if (since !== undefined && old && holes.length) {
+    const oldData = mergeRanges(
+      (old.extents ?? []).filter((x) => x.hash).map((x): [bigint, bigint] => [x.offset, x.offset + BigInt(x.length)]),
+    ).map(([s, e]): [bigint, bigint] => [s, e < old.size ? e : old.size]);
+    for (const [hs, he] of mergeRanges(holes)) {
+      for (const [ds, de] of oldData) {
+        const s = hs > ds ? hs : ds;
+        const e = he < de ? he : de;
+        if (s < e) punches.push([s, e]);
+      }
+    }
+  }
+  let writeEnd = 0n;
+  const ops: Array<[bigint, bigint, boolean]> = [
+    ...mergeRanges(writes).map(([s, e]): [bigint, bigint, boolean] => [s, e, true]),
+    ...mergeRanges(punches).map(([s, e]): [bigint, bigint, boolean] => [s, e, false]),
+  ].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  for (const [s, e, isData] of ops) {
+    if (isData) {
+      yield* readWrites(ctx, dst, src, s, e);
+      if (e > writeEnd) writeEnd = e;
+    } else if (ctx.version >= 2) {
+      ctx.plan.emit(Cmd.FALLOCATE, { path: dst, fallocateMode: FALLOC_PUNCH_KEEP_SIZE, fileOffset: s, size: e - s });
+      yield* drain(ctx.plan);
+    } else {
+      yield* zeroWrites(ctx, dst, s, e);
+      if (e > writeEnd) writeEnd = e;
+    }
+  }
+  return writeEnd;
+}
+
+function* drain(plan: Plan): Generator<Command> {
+  for (const c of plan.out) yield c;
+  plan.out.length = 0;
+}
+
+/**
+ * Everything about one inode except its names: xattrs, data, size, owner,
+ * mode, file capabilities, and (non-directories) UTIMES. `since` is the
+ * parent's ctransid for an inode that exists on both sides, else undefined.
+ */
+function* content(ctx: ContentCtx, n: Node, since: bigint | undefined): Generator<Command> {
+  const { plan } = ctx;
+  const r = n.neu!;
+  const o = since === undefined ? undefined : n.old;
+  const path = () => plan.path(n);
+  let cap: Buffer | undefined;
+  let capChanged = false;
+  // xattrs: removals first (a capability is removed before anything can drop it), then sets.
+  const oldX = new Map((o?.xattrs ?? []).map(([k, v]) => [k.toString('latin1'), v]));
+  const newX = new Map(r.xattrs.map(([k, v]) => [k.toString('latin1'), v]));
+  for (const [k] of o?.xattrs ?? []) {
+    if (!newX.has(k.toString('latin1'))) plan.emit(Cmd.REMOVE_XATTR, { path: path(), xattrName: k });
+  }
+  for (const [k, v] of r.xattrs) {
+    const key = k.toString('latin1');
+    const before = oldX.get(key);
+    if (key === CAPABILITY) {
+      cap = v;
+      capChanged = !before || !before.equals(v);
+      continue;
+    }
+    if (!before || !before.equals(v)) plan.emit(Cmd.SET_XATTR, { path: path(), xattrName: k, xattrData: xattrValue(k, v) });
+  }
+  yield* drain(plan);
+  let dropsCap = false;
+  if (r.type === 'file') {
+    const writeEnd = yield* fileData(ctx, n, o ? since : undefined);
+    if (writeEnd > 0n) dropsCap = true;
+    const oldSize = o ? o.size : 0n;
+    const grownByWrites = r.size > oldSize && writeEnd === r.size;
+    if (r.size !== oldSize && !grownByWrites) {
+      plan.emit(Cmd.TRUNCATE, { path: path(), size: r.size });
+      dropsCap = true;
+    }
+  }
+  let chowned = false;
+  if (!o || o.uid !== r.uid || o.gid !== r.gid) {
+    plan.emit(Cmd.CHOWN, { path: path(), uid: BigInt(r.uid), gid: BigInt(r.gid) });
+    dropsCap = true;
+    chowned = true;
+  }
+  // chown clears setuid/setgid on the receiver: restore them even if the mode did not change.
+  const modeLost = chowned && (r.mode & 0o6000) !== 0;
+  if (r.type !== 'symlink' && (!o || o.mode !== r.mode || modeLost)) plan.emit(Cmd.CHMOD, { path: path(), mode: BigInt(r.mode & 0o7777) });
+  if (cap && (capChanged || dropsCap)) plan.emit(Cmd.SET_XATTR, { path: path(), xattrName: Buffer.from(CAPABILITY), xattrData: cap });
+  if (!n.isDir) plan.utimes(n);
+  yield* drain(plan);
+}
+
+function* dirUtimes(plan: Plan, dirs: Node[]): Generator<Command> {
+  const sorted = dirs.filter((d) => !d.isRoot).sort((a, b) => (a.ino < b.ino ? -1 : a.ino > b.ino ? 1 : 0));
+  for (const d of sorted) plan.utimes(d);
+  if (dirs.includes(plan.root)) plan.utimes(plan.root);
+  yield* drain(plan);
+}
+
+// ---------------------------------------------------------------------------
+// Full send: the kernel's order (ascending ino, orphan then rename).
+
+export function* planFull(snap: PlanSnapshot, data: DataSource, opts: PlanOptions): Generator<Command> {
+  checkSorted(snap.records, 'snapshot');
+  const plan = new Plan(snap.rootIno, opts);
+  const byIno = new Map<bigint, Node>();
+  const recs = snap.records.filter((r) => reachable(r, snap.rootIno));
+  for (const r of recs) {
+    if (r.ino === snap.rootIno) {
+      plan.root.neu = r;
+      continue;
+    }
+    const n = newNode(r.ino, r.type === 'dir');
+    n.neu = r;
+    byIno.set(r.ino, n);
+  }
+  if (!plan.root.neu) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory', { context: { ino: snap.rootIno } });
+  attachTargets(plan, byIno, recs);
+  const ctx: ContentCtx = { plan, data, version: opts.version };
+
+  yield { cmd: Cmd.SUBVOL, attrs: { path: opts.name, uuid: snap.uuid, ctransid: snap.ctransid } };
+  yield* content(ctx, plan.root, undefined);
+
+  const ensure = (d: Node) => {
+    if (!d.exists) plan.create(d, plan.root, plan.orphanName(d));
+  };
+  for (const r of recs) {
+    if (r.ino === snap.rootIno) continue;
+    const n = byIno.get(r.ino)!;
+    ensure(n);
+    n.tgt.forEach((t, i) => {
+      ensure(t.parent);
+      if (i === 0) plan.rename(n, n.cur[0]!, t.parent, t.name);
+      else plan.link(n, t.parent, t.name);
+    });
+    yield* drain(plan);
+    yield* content(ctx, n, undefined);
+  }
+  yield* dirUtimes(plan, [...byIno.values()].filter((n) => n.isDir).concat(plan.root));
+  yield { cmd: Cmd.END, attrs: {} };
+}
+
+// ---------------------------------------------------------------------------
+// Incremental send.
+
+/**
+ * Phases (docs/planner.md):
+ *  1. names, breadth-first over the sent snapshot's tree, parents before
+ *     children: each name is made (MK*, RENAME or LINK) once its directory is
+ *     in its final place; whoever holds the name is moved to a free final
+ *     name, to its orphan name, or unlinked/removed when it is leaving anyway;
+ *  2. leftover names: UNLINK, then RMDIR deepest first;
+ *  3. content of new and changed inodes in ino order;
+ *  4. UTIMES of changed or touched directories, the root last.
+ */
+export function* planIncremental(parent: PlanSnapshot, snap: PlanSnapshot, data: DataSource, opts: PlanOptions): Generator<Command> {
+  checkSorted(parent.records, 'parent snapshot');
+  checkSorted(snap.records, 'snapshot');
+  const plan = new Plan(snap.rootIno, opts);
+  const since = parent.ctransid;
+  const oldByIno = new Map<bigint, Node>();
+  const newByIno = new Map<bigint, Node>();
+  const nodes: Node[] = [];
+  const oldRecs = parent.records.filter((r) => reachable(r, parent.rootIno));
+  const newRecs = snap.records.filter((r) => reachable(r, snap.rootIno));
+
+  // Merge-join by ino: same ino, birth and type is the same inode.
+  let i = 0;
+  let j = 0;
+  while (i < oldRecs.length || j < newRecs.length) {
+    const o = oldRecs[i];
+    const r = newRecs[j];
+    if (o && (!r || o.ino < r.ino)) {
+      i++;
+      if (o.ino === parent.rootIno) continue;
+      const n = newNode(o.ino, o.type === 'dir');
+      n.old = o;
+      oldByIno.set(o.ino, n);
+      nodes.push(n);
+    } else if (r && (!o || r.ino < o.ino)) {
+      j++;
+      if (r.ino === snap.rootIno) continue;
+      const n = newNode(r.ino, r.type === 'dir');
+      n.neu = r;
+      newByIno.set(r.ino, n);
+      nodes.push(n);
+    } else if (o && r) {
+      i++;
+      j++;
+      const isRoot = o.ino === parent.rootIno && r.ino === snap.rootIno;
+      if (isRoot) {
+        plan.root.old = o;
+        plan.root.neu = r;
+        continue;
+      }
+      if (o.ino === parent.rootIno || r.ino === snap.rootIno) {
+        throw new FerryError('DIFF_INDEX_CORRUPT', 'root directory differs between snapshots', { context: { ino: o.ino } });
+      }
+      const same =
+        o.birth === r.birth &&
+        o.type === r.type &&
+        (o.type !== 'symlink' || (o.target ?? EMPTY).equals(r.target ?? EMPTY)) &&
+        ((o.type !== 'chr' && o.type !== 'blk') || o.rdev === r.rdev);
+      if (same) {
+        const n = newNode(o.ino, o.type === 'dir');
+        n.old = o;
+        n.neu = r;
+        oldByIno.set(o.ino, n);
+        newByIno.set(r.ino, n);
+        nodes.push(n);
+      } else {
+        const a = newNode(o.ino, o.type === 'dir');
+        a.old = o;
+        oldByIno.set(o.ino, a);
+        const b = newNode(r.ino, r.type === 'dir');
+        b.neu = r;
+        newByIno.set(r.ino, b);
+        nodes.push(a, b);
+      }
+    }
+  }
+  if (!plan.root.old || !plan.root.neu) {
+    throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory', { context: { ino: snap.rootIno } });
+  }
+  // Current names (the parent snapshot's), then target names.
+  for (const n of nodes) {
+    if (!n.old) continue;
+    n.exists = true;
+    for (const l of n.old.links) {
+      const p = l.parent === parent.rootIno ? plan.root : oldByIno.get(l.parent);
+      if (!p || !p.isDir) {
+        throw new FerryError('DIFF_INDEX_CORRUPT', 'parent index names a missing parent directory', { context: { ino: n.ino, parent: l.parent } });
+      }
+      const key = l.name.toString('latin1');
+      if (p.children.has(key)) throw new FerryError('DIFF_INDEX_CORRUPT', 'parent index has a name twice', { context: { ino: n.ino } });
+      p.children.set(key, n);
+      n.cur.push({ parent: p, name: l.name, key });
+      if (p.isRoot) plan.reserveRootName(key);
+    }
+  }
+  attachTargets(plan, newByIno, newRecs);
+  const ctx: ContentCtx = { plan, data, version: opts.version };
+
+  yield {
+    cmd: Cmd.SNAPSHOT,
+    attrs: { path: opts.name, uuid: snap.uuid, ctransid: snap.ctransid, cloneUuid: parent.uuid, cloneCtransid: parent.ctransid },
+  };
+
+  // Phase 1: names, parents before children.
+  const tryFinal = (y: Node, from: Edge): boolean => {
+    for (const t of y.tgt) {
+      if (y.cur.some((e) => e.parent === t.parent && e.key === t.key)) continue;
+      if (!t.parent.exists || t.parent.children.has(t.key)) continue;
+      if (y.isDir && plan.isAncestorOrSelf(y, t.parent)) continue;
+      plan.rename(y, from, t.parent, t.name);
+      return true;
+    }
+    return false;
+  };
+  const evict = (y: Node, d: Node, key: string) => {
+    const e = y.cur.find((x) => x.parent === d && x.key === key)!;
+    if (!y.isDir) {
+      if (y.cur.length > 1 || !y.neu) plan.unlink(y, e);
+      else if (!tryFinal(y, e)) plan.rename(y, e, plan.root, plan.orphanName(y));
+    } else if (!y.neu && y.children.size === 0) {
+      plan.rmdir(y);
+    } else if (!y.neu || !tryFinal(y, e)) {
+      plan.rename(y, e, plan.root, plan.orphanName(y));
+    }
+  };
+  const queue: Node[] = [plan.root];
+  for (let q = 0; q < queue.length; q++) {
+    const d = queue[q]!;
+    for (const [name, x] of d.tgtChildren) {
+      const key = name.toString('latin1');
+      const holder = d.children.get(key);
+      if (holder !== x) {
+        if (holder) evict(holder, d, key);
+        if (!x.exists) plan.create(x, d, name);
+        else if (x.isDir) plan.rename(x, x.cur[0]!, d, name);
+        else {
+          const spare = x.cur.find((e) => !plan.isTarget(x, e));
+          if (spare) plan.rename(x, spare, d, name);
+          else plan.link(x, d, name);
+        }
+      }
+      if (x.isDir) queue.push(x);
+      yield* drain(plan);
+    }
+  }
+
+  // Phase 2: names that are left over. Survivors keep at least one (target) name.
+  for (const n of nodes) {
+    if (n.isDir || !n.exists) continue;
+    for (const e of [...n.cur]) if (!plan.isTarget(n, e)) plan.unlink(n, e);
+  }
+  const depth = (n: Node) => {
+    let k = 0;
+    for (let x = n; !x.isRoot; x = x.cur[0]!.parent) k++;
+    return k;
+  };
+  const doomed = nodes
+    .filter((n) => n.isDir && !n.neu && n.exists)
+    .map((n) => [depth(n), n] as const)
+    .sort((a, b) => b[0] - a[0] || (a[1].ino < b[1].ino ? -1 : a[1].ino > b[1].ino ? 1 : 0));
+  for (const [, n] of doomed) plan.rmdir(n);
+  yield* drain(plan);
+  for (const n of nodes) {
+    if (n.neu && !n.tgt.every((t) => n.cur.some((e) => e.parent === t.parent && e.key === t.key))) throw internal(`inode ${n.ino} not in place`);
+    if (n.neu && n.cur.length !== n.tgt.length) throw internal(`inode ${n.ino} has stray names`);
+  }
+
+  // Phase 3: content of new and changed inodes.
+  const changed = (n: Node) => !n.old || n.neu!.generation > since;
+  if (changed(plan.root)) yield* content(ctx, plan.root, since);
+  const dirs: Node[] = [];
+  for (const n of nodes) {
+    if (!n.neu) continue;
+    if (changed(n)) yield* content(ctx, n, n.old ? since : undefined);
+    if (n.isDir && (changed(n) || plan.touched.has(n))) dirs.push(n);
+  }
+  // Phase 4: directory times, after their last entry changed.
+  if (changed(plan.root) || plan.touched.has(plan.root)) dirs.push(plan.root);
+  yield* dirUtimes(plan, dirs);
+  yield { cmd: Cmd.END, attrs: {} };
+}
