@@ -136,7 +136,10 @@ export class Applier {
         if (a.xattrName!.equals(CAPABILITY) && !this.policy.allowSetuid) {
           this.refuse('RECV_SETUID_REFUSED', 'file capabilities (security.capability) in stream', item, 'pass --allow-setuid to receive setuid files and file capabilities; nothing was committed');
         }
-        return t.setXattr(parts, a.xattrName!, a.xattrData!, ctx);
+        if (!t.setXattr(parts, a.xattrName!, a.xattrData!, ctx)) {
+          this.warnings.push(`btrfs property ${a.xattrName!.toString('utf8')} not applied to ${showPath(joinParts(parts)) || '/'} (not a btrfs target)`);
+        }
+        return;
       }
       case Cmd.REMOVE_XATTR: {
         const parts = this.paths(item, a.path, 'path', true);

@@ -196,10 +196,29 @@ export class StagingTree {
 
   // ---- metadata -----------------------------------------------------------
 
-  setXattr(parts: Buffer[], name: Buffer, value: Buffer, ctx: OpContext): void {
+  /**
+   * Set an xattr. Returns false (and sets nothing) for a btrfs-private
+   * attribute such as btrfs.compression on a filesystem that has no such
+   * namespace; the caller warns.
+   */
+  setXattr(parts: Buffer[], name: Buffer, value: Buffer, ctx: OpContext): boolean {
     const p = this.resolve(parts, ctx);
     this.ensurePrivate(parts, ctx);
-    this.run('set xattr', parts, ctx, () => this.sys.lsetxattr(p, name, value));
+    try {
+      this.sys.lsetxattr(p, name, value);
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code === 'EOPNOTSUPP' || code === 'ENOTSUP') && name.subarray(0, 6).toString('latin1') === 'btrfs.') return false;
+      if (code === 'ENOSPC' || code === 'E2BIG' || code === 'ERANGE') {
+        throw new FerryError('RECV_UNSUPPORTED', `receive failed: the target filesystem cannot store xattr ${name.toString('utf8')} of ${value.length} bytes (${code})`, {
+          context: { path: showPath(joinParts(parts)), ...ctx },
+          hint: 'nothing was committed; ext4 stores large xattrs only with the ea_inode feature (tune2fs -O ea_inode), or receive onto XFS or btrfs',
+          cause: e,
+        });
+      }
+      throw this.applyError(e, 'set xattr', parts, ctx);
+    }
   }
 
   removeXattr(parts: Buffer[], name: Buffer, ctx: OpContext): void {
@@ -211,7 +230,14 @@ export class StagingTree {
   chown(parts: Buffer[], uid: number, gid: number, ctx: OpContext): void {
     const p = this.resolve(parts, ctx);
     this.ensurePrivate(parts, ctx);
-    this.run('chown', parts, ctx, () => fs.lchownSync(p, uid, gid));
+    this.run('chown', parts, ctx, () => {
+      const before = fs.lstatSync(p);
+      fs.lchownSync(p, uid, gid);
+      // chown(2) clears setuid/setgid; the kernel sends no CHMOD when the
+      // mode itself did not change, so put the bits back (btrfs receive
+      // loses them here). They were accepted by policy when first set.
+      if (!before.isSymbolicLink() && before.mode & 0o6000) fs.chmodSync(p, before.mode & 0o7777);
+    });
   }
 
   chmod(parts: Buffer[], mode: number, ctx: OpContext): void {
@@ -326,10 +352,7 @@ export function copyFilePrivate(sys: Sys, src: Buffer, dst: Buffer, st: fs.BigIn
   try {
     const ofd = fs.openSync(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     try {
-      if (!sys.cloneFile(ifd, ofd) && st.size > 0n) {
-        const n = sys.copyRange(ifd, 0n, ofd, 0n, st.size);
-        if (n !== st.size) throw new Error(`short copy: ${n} of ${st.size} bytes`);
-      }
+      if (!sys.cloneFile(ifd, ofd) && st.size > 0n) copySparse(sys, ifd, ofd, st.size);
       // chown first: it clears setuid bits and file capabilities.
       fs.fchownSync(ofd, Number(st.uid), Number(st.gid));
       fs.fchmodSync(ofd, Number(st.mode & 0o7777n));
@@ -341,6 +364,36 @@ export function copyFilePrivate(sys: Sys, src: Buffer, dst: Buffer, st: fs.BigIn
   } finally {
     fs.closeSync(ifd);
   }
+}
+
+const ZERO_BLOCK = Buffer.alloc(64 * 1024);
+const FIEMAP_EXTENT_UNWRITTEN = 0x800;
+
+/**
+ * Copy `size` bytes keeping holes: only the data extents FIEMAP reports (or,
+ * where it reports none, only blocks that are not all zeros), then set the
+ * size. Unwritten (preallocated) extents read as zeros and stay holes.
+ */
+export function copySparse(sys: Sys, ifd: number, ofd: number, size: bigint): void {
+  const extents = sys.fiemap(ifd, 0n, size);
+  if (extents) {
+    for (const e of extents) {
+      if (e.flags & FIEMAP_EXTENT_UNWRITTEN) continue;
+      const end = e.logical + e.length > size ? size : e.logical + e.length;
+      if (end <= e.logical) continue;
+      const n = sys.copyRange(ifd, e.logical, ofd, e.logical, end - e.logical);
+      if (n !== end - e.logical) throw new Error(`short copy: ${n} of ${end - e.logical} bytes at ${e.logical}`);
+    }
+  } else {
+    const buf = Buffer.allocUnsafe(ZERO_BLOCK.length);
+    for (let off = 0n; off < size; off += BigInt(buf.length)) {
+      const n = fs.readSync(ifd, buf, 0, buf.length, off);
+      if (n === 0) break;
+      const chunk = buf.subarray(0, n);
+      if (!chunk.equals(ZERO_BLOCK.subarray(0, n))) fs.writeSync(ofd, chunk, 0, n, Number(off));
+    }
+  }
+  fs.ftruncateSync(ofd, Number(size));
 }
 
 /** Copy every xattr of `src` to `dst`, neither followed if a symlink. */
