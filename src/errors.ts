@@ -66,6 +66,7 @@ export type ErrorCode =
   | 'SNAPSHOT_NAME_INVALID'
   | 'DIFF_INDEX_CORRUPT'
   | 'DIFF_CHANGED_DURING_SEND'
+  | 'DIFF_SOURCE_GONE'
   | 'IO_NOT_FOUND'
   | 'IO_FAILED';
 
@@ -104,6 +105,7 @@ export function exitCodeFor(code: ErrorCode): ExitCode {
     case 'IO_NOT_FOUND':
     case 'VOLUME_NOT_FOUND':
     case 'SNAPSHOT_NOT_FOUND':
+    case 'DIFF_SOURCE_GONE':
       return Exit.NOT_FOUND;
     case 'RECV_EXISTS':
     case 'RECV_TARGET_INVALID':

@@ -50,6 +50,19 @@ function buildProgram(setCode: (p: Promise<number>) => void): Command {
     });
 
   program
+    .command('send')
+    .description('write a snapshot as a btrfs send stream (full, or incremental with -p)')
+    .argument('<VOLUME@NAME>', 'the snapshot to send')
+    .option('-p, --parent <VOLUME@PARENT>', 'send only the changes since this older snapshot')
+    .option('--proto <N>', 'stream protocol version: 1 (every btrfs receive) or 2', '1')
+    .option('-f, --file <FILE>', 'write the stream to FILE instead of stdout')
+    .option('--strict', 'fail instead of warning when a live file changed after the snapshot (index volumes)')
+    .option('--json', 'report errors as a JSON object on stderr')
+    .action((ref: string, o: Record<string, unknown>) => {
+      setCode(import('./commands/send').then((m) => m.runSend(ref, o)));
+    });
+
+  program
     .command('dump')
     .description('print a send stream as `btrfs receive --dump` does')
     .option('-f, --file <FILE>', 'read the stream from FILE instead of stdin')

@@ -1,0 +1,51 @@
+/**
+ * `ferry send VOLUME@NAME [-p VOLUME@PARENT] [--proto 1|2] [-f FILE]`:
+ * write a btrfs send stream to stdout or FILE (atomically: FILE appears only
+ * when complete).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Exit, FerryError } from '../../errors';
+import { parseSnapshotRef, sendSnapshot, SendResult } from '../../replicate/send';
+
+export interface SendCliOptions {
+  parent?: string;
+  proto?: string;
+  file?: string;
+  strict?: boolean;
+}
+
+export async function runSend(ref: string, o: SendCliOptions): Promise<number> {
+  const proto = o.proto ?? '1';
+  if (proto !== '1' && proto !== '2') throw new FerryError('USAGE', `--proto must be 1 or 2, got "${proto}"`);
+  if (!o.file && process.stdout.isTTY) {
+    throw new FerryError('USAGE', 'refusing to write a binary stream to a terminal', { hint: 'pipe it (| ferry receive DIR) or use -f FILE' });
+  }
+  const result: SendResult = { changed: [] };
+  const source = Readable.from(
+    sendSnapshot(
+      { snapshot: parseSnapshotRef(ref), parent: o.parent ? parseSnapshotRef(o.parent) : undefined, version: proto === '2' ? 2 : 1, strict: o.strict },
+      result,
+    ),
+    { objectMode: false },
+  );
+  if (o.file) {
+    const tmp = path.join(path.dirname(o.file), `.${path.basename(o.file)}.part-${process.pid}`);
+    try {
+      await pipeline(source, fs.createWriteStream(tmp, { flags: 'wx' }));
+      const fd = fs.openSync(tmp, 'r');
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fs.renameSync(tmp, o.file);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+  } else {
+    await pipeline(source, process.stdout as unknown as Writable, { end: false });
+  }
+  for (const c of result.changed) process.stderr.write(`ferry: warning: ${c}: file changed after the snapshot was taken; sent as read\n`);
+  return result.changed.length ? Exit.WARNINGS : Exit.OK;
+}

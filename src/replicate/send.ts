@@ -1,0 +1,185 @@
+/**
+ * `ferry send`: a snapshot (and optionally its parent) as a btrfs send stream.
+ *
+ * Owns: wiring a volume's snapshot indexes to the planner and the encoder,
+ * and reading file data for it. Data comes from the snapshot's frozen
+ * reflink copy, or for `index` volumes from the live tree; a live file whose
+ * size or mtime no longer matches the index is sent as read and reported as
+ * a warning (exit 3), or refused with `strict`. Never writes to the volume.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FerryError } from '../errors';
+import { InodeRecord } from '../model/inode';
+import { loadIndex } from '../diff/index-file';
+import { DataSource, PlanSnapshot, planFull, planIncremental } from '../diff/planner';
+import { StreamEncoder } from '../stream/encoder';
+import { SnapshotInfo, getSnapshot, openVolume } from '../volume/volume';
+
+export interface SnapshotRef {
+  volume: string;
+  name: string;
+}
+
+/** Parse `VOLUME@NAME` (the last '@' separates; names may not contain '@'). */
+export function parseSnapshotRef(s: string): SnapshotRef {
+  const at = s.lastIndexOf('@');
+  if (at <= 0 || at === s.length - 1) {
+    throw new FerryError('USAGE', `expected VOLUME@NAME, got "${s}"`, { hint: 'for example /srv/data@20261121T031500Z' });
+  }
+  return { volume: s.slice(0, at), name: s.slice(at + 1) };
+}
+
+function uuidBytes(u: string): Buffer {
+  const b = Buffer.from(u.replace(/-/g, ''), 'hex');
+  if (b.length !== 16) throw new FerryError('DIFF_INDEX_CORRUPT', `snapshot uuid "${u}" is not 16 bytes`);
+  return b;
+}
+
+async function planSnapshot(info: SnapshotInfo): Promise<PlanSnapshot> {
+  const records = await loadIndex(info.indexPath);
+  const root = records.find((r) => r.type === 'dir' && r.links.length === 0);
+  if (!root) throw new FerryError('DIFF_INDEX_CORRUPT', 'index has no root directory', { context: { index: info.indexPath } });
+  return { uuid: uuidBytes(info.meta.uuid), ctransid: BigInt(info.meta.transid), rootIno: root.ino, records };
+}
+
+/** Relative path (raw bytes) of every regular file's first name, by path key. */
+function filePaths(snap: PlanSnapshot): Map<string, InodeRecord> {
+  const byIno = new Map<bigint, InodeRecord>();
+  for (const r of snap.records) byIno.set(r.ino, r);
+  const dirPath = new Map<bigint, Buffer>([[snap.rootIno, Buffer.alloc(0)]]);
+  const pathOf = (ino: bigint, depth = 0): Buffer | undefined => {
+    const known = dirPath.get(ino);
+    if (known) return known;
+    const r = byIno.get(ino);
+    if (!r || !r.links.length || depth > 4096) return undefined;
+    const l = r.links[0];
+    const parent = pathOf(l.parent, depth + 1);
+    if (parent === undefined) return undefined;
+    const p = parent.length ? Buffer.concat([parent, Buffer.from('/'), l.name]) : l.name;
+    if (r.type === 'dir') dirPath.set(ino, p);
+    return p;
+  };
+  const out = new Map<string, InodeRecord>();
+  for (const r of snap.records) {
+    if (r.type !== 'file') continue;
+    for (const l of r.links) {
+      const parent = pathOf(l.parent);
+      if (parent === undefined) continue;
+      const p = parent.length ? Buffer.concat([parent, Buffer.from('/'), l.name]) : l.name;
+      out.set(p.toString('latin1'), r);
+    }
+  }
+  return out;
+}
+
+/** Reads snapshot data by path, keeping one file open at a time. */
+class TreeDataSource implements DataSource {
+  private open: { key: string; fd: number } | undefined;
+  readonly changed: string[] = [];
+
+  constructor(
+    private readonly root: string,
+    private readonly verify: Map<string, InodeRecord> | undefined,
+    private readonly strict: boolean,
+  ) {}
+
+  read(rel: Buffer, offset: bigint, length: number): Buffer {
+    const key = rel.toString('latin1');
+    if (!this.open || this.open.key !== key) {
+      this.close();
+      const abs = Buffer.concat([Buffer.from(this.root), Buffer.from('/'), rel]);
+      let fd: number;
+      try {
+        fd = fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'ELOOP') throw e;
+        throw new FerryError('DIFF_SOURCE_GONE', `send failed: ${rel.toString('utf8')} is no longer where the snapshot recorded it (${code})`, {
+          context: { root: this.root },
+          hint: this.verify
+            ? 'an index volume reads file data from the live tree, so a snapshot can be sent only while the tree still matches it: send right after `ferry snapshot`, or use `ferry sync`'
+            : 'the snapshot copy is damaged; take a new snapshot',
+        });
+      }
+      this.open = { key, fd };
+      const rec = this.verify?.get(key);
+      if (rec) {
+        const st = fs.fstatSync(fd, { bigint: true });
+        if (st.size !== rec.size || st.mtimeNs !== rec.mtimeNs) {
+          const shown = rel.toString('utf8');
+          if (this.strict) {
+            this.close();
+            throw new FerryError('DIFF_CHANGED_DURING_SEND', `send failed: ${shown} changed after the snapshot was taken`, {
+              hint: 'take a new snapshot and send that, or drop --strict to send the file as it is now',
+            });
+          }
+          this.changed.push(shown);
+        }
+      }
+    }
+    const buf = Buffer.alloc(length);
+    let got = 0;
+    while (got < length) {
+      const n = fs.readSync(this.open.fd, buf, got, length - got, offset + BigInt(got));
+      if (n === 0) break;
+      got += n;
+    }
+    // A file that shrank since the snapshot reads short; the stream still
+    // promises `length` bytes, so the rest is zeros (and it was reported).
+    return buf;
+  }
+
+  close(): void {
+    if (this.open) {
+      fs.closeSync(this.open.fd);
+      this.open = undefined;
+    }
+  }
+}
+
+export interface SendOptions {
+  snapshot: SnapshotRef;
+  parent?: SnapshotRef;
+  version: 1 | 2;
+  strict?: boolean;
+}
+
+export interface SendResult {
+  /** Live files that no longer matched the index (index volumes). */
+  changed: string[];
+}
+
+/** The stream's bytes, in order. `result` is filled in when the generator finishes. */
+export async function* sendSnapshot(opts: SendOptions, result: SendResult = { changed: [] }): AsyncGenerator<Buffer> {
+  const vol = openVolume(opts.snapshot.volume);
+  const info = getSnapshot(vol, opts.snapshot.name);
+  let parentInfo: SnapshotInfo | undefined;
+  if (opts.parent) {
+    if (path.resolve(opts.parent.volume) !== path.resolve(opts.snapshot.volume)) {
+      throw new FerryError('USAGE', 'the parent must be a snapshot of the same volume', {
+        context: { snapshot: `${opts.snapshot.volume}@${opts.snapshot.name}`, parent: `${opts.parent.volume}@${opts.parent.name}` },
+      });
+    }
+    parentInfo = getSnapshot(vol, opts.parent.name);
+    if (BigInt(parentInfo.meta.transid) >= BigInt(info.meta.transid)) {
+      throw new FerryError('USAGE', `parent ${opts.parent.name} is not older than ${opts.snapshot.name}`);
+    }
+  }
+  const snap = await planSnapshot(info);
+  const parent = parentInfo ? await planSnapshot(parentInfo) : undefined;
+  const live = info.meta.method === 'index';
+  const data = new TreeDataSource(info.dataRoot, live ? filePaths(snap) : undefined, !!opts.strict);
+  const enc = new StreamEncoder(opts.version);
+  const name = Buffer.from(opts.snapshot.name);
+  try {
+    yield enc.header();
+    const cmds = parent
+      ? planIncremental(parent, snap, data, { version: opts.version, name })
+      : planFull(snap, data, { version: opts.version, name });
+    for (const c of cmds) for (const part of enc.encodeParts(c)) yield part;
+  } finally {
+    data.close();
+  }
+  result.changed.push(...data.changed);
+}
