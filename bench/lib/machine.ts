@@ -16,6 +16,26 @@ export interface MachineInfo {
   hostname: string;
   /** 1-, 5- and 15-minute load averages when the run started. */
   loadAvg: number[];
+  /** Share of CPU time idle over the second before the run started (0 to 1). */
+  cpuIdle: number;
+}
+
+function cpuTimes(): { idle: number; total: number } {
+  let idle = 0;
+  let total = 0;
+  for (const c of os.cpus()) {
+    idle += c.times.idle;
+    total += c.times.idle + c.times.user + c.times.nice + c.times.sys + c.times.irq;
+  }
+  return { idle, total };
+}
+
+/** Share of CPU time idle over the next `ms` milliseconds (blocks meanwhile). */
+function measureIdle(ms: number): number {
+  const a = cpuTimes();
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const b = cpuTimes();
+  return b.total > a.total ? (b.idle - a.idle) / (b.total - a.total) : 1;
 }
 
 function firstLineOf(cmd: string, args: string[]): string | undefined {
@@ -36,6 +56,7 @@ export function machineInfo(): MachineInfo {
     node: process.version,
     hostname: os.hostname(),
     loadAvg: os.loadavg(),
+    cpuIdle: measureIdle(1000),
   };
 }
 
@@ -46,18 +67,18 @@ export function describeMachine(m: MachineInfo): string[] {
     `Kernel: ${m.uname}`,
     `btrfs-progs: ${m.btrfsProgs}`,
     `Node: ${m.node}`,
-    `Load average at start: ${m.loadAvg.map((l) => l.toFixed(2)).join(', ')}`,
+    `At start: CPU ${(m.cpuIdle * 100).toFixed(0)}% idle over 1 s; load average ${m.loadAvg.map((l) => l.toFixed(2)).join(', ')}`,
   ];
 }
 
 /**
- * A warning when other work was running as the benchmark started (a load
- * above half the CPUs): on a small machine that alone can move a throughput
- * by a third. A benchmark run just before counts too.
+ * A warning when other work was running as the benchmark started (less than
+ * 85% of CPU time idle in the second before): on a small machine that alone
+ * can halve a throughput.
  */
 export function busyWarning(m: MachineInfo): string | undefined {
-  const busy = m.loadAvg[0];
-  return busy > m.cpus / 2
-    ? `the machine was busy (1-minute load ${busy.toFixed(2)} on ${m.cpus} CPUs) when the run started; numbers may be low and noisy`
+  return m.cpuIdle < 0.85
+    ? `other work was running when the run started (CPU ${(m.cpuIdle * 100).toFixed(0)}% idle on ${m.cpus} CPUs, ` +
+        `load average ${m.loadAvg[0].toFixed(2)}); numbers may be low and noisy`
     : undefined;
 }

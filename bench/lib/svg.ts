@@ -1,7 +1,8 @@
 /**
  * The results chart (bench/report.svg), written by hand: one horizontal bar
- * per measured case, and for cases with a budget a vertical budget line
- * across that row. Bars are green when the budget is met, red when missed,
+ * per measured ratio or rate, and for cases with a budget a vertical budget
+ * line across that row (informational sizes and times without a budget are
+ * listed as text, since a lone bar on its own scale says nothing). Bars are green when the budget is met, red when missed,
  * grey when informational. Rows sharing a unit share a scale, so every
  * GB/s bar is comparable with every other, and every ratio with every ratio.
  *
@@ -42,6 +43,8 @@ interface Bar {
   budget?: number;
   verdict: Verdict;
   text: string;
+  /** False for a value listed as text only. */
+  drawn: boolean;
 }
 
 function barsOf(suites: SuiteOutcome[]): Bar[] {
@@ -58,6 +61,7 @@ function barsOf(suites: SuiteOutcome[]): Bar[] {
         budget: c.budget?.value,
         verdict: c.verdict,
         text: `${formatValue(c.value, c.unit)} ${c.verdict === 'info' ? '' : c.verdict}${budget}`.replace(/ +/g, ' ').trim(),
+        drawn: c.budget !== undefined || c.unit === 'ratio' || c.unit === 'GB/s',
       });
     }
   }
@@ -68,6 +72,7 @@ function barsOf(suites: SuiteOutcome[]): Bar[] {
 function scales(bars: Bar[]): Map<Unit, number> {
   const max = new Map<Unit, number>();
   for (const b of bars) {
+    if (!b.drawn) continue;
     const m = Math.max(b.value, b.budget ?? 0);
     max.set(b.unit, Math.max(max.get(b.unit) ?? 0, m));
   }
@@ -99,10 +104,15 @@ export function renderSvg(report: Pick<Report, 'suites' | 'finishedAt' | 'mode'>
   );
   bars.forEach((b, i) => {
     const y = TOP + i * ROW_H;
-    const max = scale.get(b.unit)!;
-    const w = Math.max(1, (Math.max(0, b.value) / max) * BAR_W);
     out.push(`<g class="row">`);
     out.push(`<text x="${LABEL_W}" y="${fmt(y + 13)}" text-anchor="end">${escapeXml(b.label)}</text>`);
+    if (!b.drawn) {
+      out.push(`<text x="${BAR_X}" y="${fmt(y + 13)}" fill="#555">${escapeXml(b.text)}</text>`);
+      out.push(`</g>`);
+      return;
+    }
+    const max = scale.get(b.unit)!;
+    const w = Math.max(1, (Math.max(0, b.value) / max) * BAR_W);
     out.push(`<rect x="${BAR_X}" y="${y}" width="${BAR_W}" height="${BAR_H}" fill="#f2f2f2"/>`);
     out.push(`<rect class="bar ${b.verdict}" x="${BAR_X}" y="${y}" width="${fmt(w)}" height="${BAR_H}" fill="${COLORS[b.verdict]}"/>`);
     if (b.budget !== undefined) {

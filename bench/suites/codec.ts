@@ -38,17 +38,18 @@ function encodeAll(enc: StreamEncoder, commands: readonly Command[], limit = Inf
   return n;
 }
 
-/** Decode `wire` in CHUNK pieces; returns items seen and the RSS high-water. */
-function decodeAll(wire: Buffer, end = true): { items: number; peakRss: number } {
+/** Decode `wire` in CHUNK pieces; returns items seen, the RSS at the start and its high-water. */
+function decodeAll(wire: Buffer, end = true): { items: number; startRss: number; peakRss: number } {
   const dec = new StreamDecoder();
   let items = 0;
-  let peakRss = process.memoryUsage.rss();
+  const startRss = process.memoryUsage.rss();
+  let peakRss = startRss;
   for (let off = 0, k = 0; off < wire.length; off += CHUNK, k++) {
     items += dec.push(wire.subarray(off, off + CHUNK)).length;
     if ((k & 15) === 15) peakRss = Math.max(peakRss, process.memoryUsage.rss());
   }
   if (end) dec.end();
-  return { items, peakRss: Math.max(peakRss, process.memoryUsage.rss()) };
+  return { items, startRss, peakRss: Math.max(peakRss, process.memoryUsage.rss()) };
 }
 
 function crcAll(update: (reg: number, b: Uint8Array) => number, buf: Buffer): number {
@@ -104,12 +105,10 @@ async function run(ctx: SuiteContext): Promise<CaseResult[]> {
     const [bytes, es] = timed(() => encodeAll(enc, syn.commands));
     if (bytes !== wire.length) throw new Error(`encoder produced ${bytes} bytes, expected ${wire.length}`);
     encS.push(es);
-    settleHeap();
-    const before = process.memoryUsage.rss();
     const [dec, ds] = timed(() => decodeAll(wire));
     if (dec.items !== commands + 1) throw new Error(`decoder returned ${dec.items} items, expected ${commands + 1}`);
     decS.push(ds);
-    rssGrowth = Math.max(rssGrowth, dec.peakRss - before);
+    rssGrowth = Math.max(rssGrowth, dec.peakRss - dec.startRss);
     rssPeak = Math.max(rssPeak, dec.peakRss);
     if (nativeOk) crcNativeS.push(timed(() => crcAll(crc32cUpdate, wire))[1]);
     crcJsS.push(timed(() => crcAll(crc32cUpdateJs, jsRange))[1]);

@@ -14,6 +14,7 @@ const suites: SuiteOutcome[] = [
       evaluate({ name: 'encode <fast> & "x"', value: 0.8, unit: 'GB/s', budget: { op: '>=', value: 1, source: 'issue' } }),
       evaluate({ name: 'crc js', value: 1.1, unit: 'GB/s', note: 'a note' }),
       evaluate({ name: 'crc native', value: NaN, unit: 'GB/s', unavailable: 'module missing' }),
+      evaluate({ name: 'rss', value: 12.5, unit: 'MB' }),
     ],
   },
   {
@@ -54,6 +55,7 @@ const report: Report = {
     node: 'v20.0.0',
     hostname: 'h',
     loadAvg: [0.1, 0.1, 0.1],
+    cpuIdle: 0.99,
   },
   suites,
 };
@@ -61,19 +63,20 @@ const report: Report = {
 describe('verdicts and rows', () => {
   it('passes, misses, informs and skips as the budget says', () => {
     const ok = suites[0].status === 'ok' ? suites[0].cases : [];
-    expect(ok.map((c) => c.verdict)).toEqual(['pass', 'miss', 'info', 'unavailable']);
+    expect(ok.map((c) => c.verdict)).toEqual(['pass', 'miss', 'info', 'unavailable', 'info']);
     const rows = reportRows(report);
     expect(rows.map((r) => r.result)).toEqual([
       'pass',
       'miss',
       'info',
       'skipped: module missing',
+      'info',
       'pass',
       'skipped: not implemented yet (needs ferry send/receive)',
       'CRASHED: Error: boom',
     ]);
     expect(rows[0]).toMatchObject({ ferry: '500.0 ms', peer: '—', value: '1.70 GB/s', budget: '≥ 1.00 GB/s' });
-    expect(rows[4]).toMatchObject({ ferry: '12.0 s', peer: '10.0 s (btrfs send | btrfs receive)', value: '1.20×', budget: '≤ 1.25×' });
+    expect(rows[5]).toMatchObject({ ferry: '12.0 s', peer: '10.0 s (btrfs send | btrfs receive)', value: '1.20×', budget: '≤ 1.25×' });
   });
 
   it('never passes a non-finite value against a budget', () => {
@@ -84,7 +87,7 @@ describe('verdicts and rows', () => {
 describe('text and markdown tables', () => {
   it('aligns the text table in columns', () => {
     const lines = renderTextTable(reportRows(report)).trimEnd().split('\n');
-    expect(lines).toHaveLength(2 + 7);
+    expect(lines).toHaveLength(2 + 8);
     expect(lines[0]).toMatch(/^suite\s+case\s+ferry median\s+peer median\s+ferry\/peer or rate\s+budget\s+result$/);
     const col = lines[0].indexOf('budget');
     for (const l of lines.slice(2)) expect([...l].slice(col - 2, col).join('')).toBe('  ');
@@ -92,7 +95,7 @@ describe('text and markdown tables', () => {
 
   it('writes a markdown table with one cell per column on every line', () => {
     const md = renderMarkdownTable(reportRows(report)).trimEnd().split('\n');
-    expect(md).toHaveLength(2 + 7);
+    expect(md).toHaveLength(2 + 8);
     for (const l of md) expect(l.replace(/\\\|/g, '').split('|').length - 2).toBe(7);
     expect(md[1]).toBe('| --- | --- | ---: | ---: | ---: | --- | --- |');
   });
@@ -103,10 +106,11 @@ describe('text and markdown tables', () => {
     expect(md).toContain('CPU: Test CPU, 2 logical CPUs');
     expect(md).toContain('btrfs-progs v6.2');
     expect(md).toContain('| codec | decode |');
-    expect(md).toContain('2 passed, 1 missed, 1 informational, 1 suites skipped, 1 crashed.');
+    expect(md).toContain('2 passed, 1 missed, 2 informational, 1 suites skipped, 1 crashed.');
     expect(md).toContain('codec/crc js: a note');
     expect(md).toContain('![results chart](report.svg)');
-    expect(md).not.toContain('Warning: the machine was busy');
+    expect(md).not.toContain('Warning: other work was running');
+    expect(renderResultsMd({ ...report, machine: { ...report.machine, cpuIdle: 0.4 } })).toContain('Warning: other work was running');
   });
 });
 
@@ -134,7 +138,9 @@ describe('SVG chart', () => {
     expect(svg).toContain('encode &lt;fast&gt; &amp; &quot;x&quot;');
   });
 
-  it('draws one bar per measured case and one budget line per budgeted case', () => {
+  it('draws one bar per measured rate or ratio, one budget line per budgeted case, and lists sizes as text', () => {
+    expect(svg).toContain('codec · rss</text>');
+    expect(svg).toContain('>12.5 MB</text>');
     const bars = [...svg.matchAll(/class="bar (\w+)"[^>]*fill="(#[0-9a-f]{6})"/g)].map((m) => [m[1], m[2]]);
     expect(bars).toEqual([
       ['pass', '#2e7d32'],
