@@ -439,6 +439,13 @@ describeLoopFs(
                     names.push(...r.stdout.toString().trim().split('\n'));
                   }
                   expect(names).toEqual(['p', 'c']);
+                  // ferry dump agrees with btrfs receive --dump on streams nobody committed
+                  for (const f of [b.stream.full, b.stream.incr]) {
+                    const progs = spawnSync('btrfs', ['receive', '--dump', '-f', f], { env: { ...process.env, TZ: 'UTC' } });
+                    const ours = ferry(['dump', '-f', f], { env: { TZ: 'UTC' } });
+                    expect(ours.code).toBe(0);
+                    expect(ours.stdout.equals(progs.stdout)).toBe(true);
+                  }
                   const diffs: string[] = [];
                   for (const snap of ['p', 'c'] as const) {
                     const mine = path.join(target, snap);
