@@ -18,11 +18,8 @@ import { decodeExtent } from './decompress';
 import { checkStreamPath, showPath } from './safe-path';
 import { OpContext, StagingTree, joinParts } from './staging-tree';
 
-const S_IFMT = 0o170000;
-const S_IFSOCK = 0o140000;
-const S_IFBLK = 0o060000;
-const S_IFCHR = 0o020000;
-const S_IFIFO = 0o010000;
+const { S_IFMT, S_IFSOCK, S_IFBLK, S_IFCHR, S_IFIFO } = fs.constants;
+/** Not in fs.constants. */
 const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 const FALLOC_FL_PUNCH_HOLE = 0x2;

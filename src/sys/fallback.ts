@@ -435,13 +435,7 @@ function checkThenRename(from: PathLike, to: PathLike): void {
 // ---------------------------------------------------------------------------
 // mknod
 
-const S_IFMT = 0o170000;
-const S_IFSOCK = 0o140000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFBLK = 0o060000;
-const S_IFCHR = 0o020000;
-const S_IFIFO = 0o010000;
+const { S_IFMT, S_IFSOCK, S_IFREG, S_IFDIR, S_IFBLK, S_IFCHR, S_IFIFO } = fs.constants;
 
 /** glibc's major()/minor() for a 64-bit dev_t. */
 export function devMajorMinor(rdev: bigint): { major: bigint; minor: bigint } {

@@ -11,21 +11,12 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { DataSource, PlanSnapshot } from '../../src/diff/planner';
-import { Extent, InodeRecord, InodeType, Link } from '../../src/model/inode';
+import { readXattrs, typeOf } from '../../src/diff/walker';
+import { Extent, InodeRecord, Link } from '../../src/model/inode';
 import { FIEMAP_EXTENT_UNWRITTEN, sys } from '../../src/sys/linux';
 
 export const BLOCK = 128 * 1024;
 const ZERO = Buffer.alloc(BLOCK);
-
-function typeOf(st: fs.BigIntStats): InodeType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isCharacterDevice()) return 'chr';
-  if (st.isBlockDevice()) return 'blk';
-  if (st.isFIFO()) return 'fifo';
-  return 'sock';
-}
 
 function extentsOf(file: Buffer, size: bigint, gen: bigint, old?: InodeRecord): Extent[] {
   const out: Extent[] = [];
@@ -79,7 +70,6 @@ export interface CaptureOptions {
 
 /** Walk `root` (lstat only) into a PlanSnapshot. */
 export function capture(root: string, opts: CaptureOptions): PlanSnapshot {
-  const s = sys();
   const recs = new Map<bigint, InodeRecord>();
   const links = new Map<bigint, Link[]>();
   const paths = new Map<bigint, Buffer>();
@@ -93,11 +83,8 @@ export function capture(root: string, opts: CaptureOptions): PlanSnapshot {
     }
     if (recs.has(st.ino)) return;
     paths.set(st.ino, full);
-    const type = typeOf(st);
-    const xattrs = s
-      .llistxattr(full)
-      .map((n): [Buffer, Buffer] => [n, s.lgetxattr(full, n) ?? Buffer.alloc(0)])
-      .sort((a, b) => Buffer.compare(a[0], b[0]));
+    const type = typeOf(Number(st.mode));
+    const xattrs = readXattrs(full);
     const rec: InodeRecord = {
       ino: st.ino,
       birth: st.birthtimeNs,
