@@ -68,7 +68,26 @@ export type ErrorCode =
   | 'DIFF_CHANGED_DURING_SEND'
   | 'DIFF_SOURCE_GONE'
   | 'IO_NOT_FOUND'
-  | 'IO_FAILED';
+  | 'IO_FAILED'
+  | 'SSH_CONFIG_INVALID'
+  | 'SSH_CONNECT_FAILED'
+  | 'SSH_HOST_KEY_UNKNOWN'
+  | 'SSH_HOST_KEY_MISMATCH'
+  | 'SSH_AUTH_FAILED'
+  | 'SSH_DISCONNECTED'
+  | 'TRANSPORT_PROTOCOL'
+  | 'TRANSPORT_REMOTE_FAILED'
+  | 'TRANSPORT_RESTRICTED'
+  | 'REPLICATE_NO_PARENT'
+  | 'REPLICATE_DIVERGED'
+  | 'REPLICATE_DEST_INVALID'
+  | 'REPLICATE_VERIFY_MISMATCH'
+  | 'CONFIG_INVALID'
+  | 'CONFIG_NOT_FOUND'
+  | 'JOB_LOCKED'
+  | 'JOB_HOOK_FAILED'
+  | 'RETENTION_INVALID'
+  | 'ROLLBACK_FAILED';
 
 /** The single switch from error code to exit code. */
 export function exitCodeFor(code: ErrorCode): ExitCode {
@@ -97,7 +116,33 @@ export function exitCodeFor(code: ErrorCode): ExitCode {
     case 'RECV_LIMIT':
       return Exit.UNSAFE;
     case 'RECV_NO_PARENT':
+    case 'REPLICATE_NO_PARENT':
+    case 'REPLICATE_DIVERGED':
       return Exit.NO_PARENT;
+    case 'SSH_CONNECT_FAILED':
+    case 'SSH_HOST_KEY_UNKNOWN':
+    case 'SSH_HOST_KEY_MISMATCH':
+    case 'SSH_AUTH_FAILED':
+    case 'SSH_DISCONNECTED':
+    case 'TRANSPORT_PROTOCOL':
+    case 'TRANSPORT_REMOTE_FAILED':
+      return Exit.TRANSPORT;
+    case 'TRANSPORT_RESTRICTED':
+      return Exit.UNSAFE;
+    case 'CONFIG_INVALID':
+    case 'CONFIG_NOT_FOUND':
+    case 'SSH_CONFIG_INVALID':
+    case 'RETENTION_INVALID':
+      return Exit.CONFIG;
+    case 'JOB_LOCKED':
+      return Exit.LOCKED;
+    case 'REPLICATE_VERIFY_MISMATCH':
+      return Exit.STREAM;
+    case 'REPLICATE_DEST_INVALID':
+      return Exit.USAGE;
+    case 'JOB_HOOK_FAILED':
+    case 'ROLLBACK_FAILED':
+      return Exit.INTERNAL;
     case 'RECV_NO_SPACE':
       return Exit.NO_SPACE;
     case 'VOLUME_LOCKED':
