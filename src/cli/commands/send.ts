@@ -9,6 +9,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Exit, FerryError } from '../../errors';
 import { parseSnapshotRef, sendSnapshot, SendResult } from '../../replicate/send';
+import { coalesce } from '../../stream/coalesce';
 
 export interface SendCliOptions {
   parent?: string;
@@ -25,9 +26,11 @@ export async function runSend(ref: string, o: SendCliOptions): Promise<number> {
   }
   const result: SendResult = { changed: [] };
   const source = Readable.from(
-    sendSnapshot(
-      { snapshot: parseSnapshotRef(ref), parent: o.parent ? parseSnapshotRef(o.parent) : undefined, version: proto === '2' ? 2 : 1, strict: o.strict },
-      result,
+    coalesce(
+      sendSnapshot(
+        { snapshot: parseSnapshotRef(ref), parent: o.parent ? parseSnapshotRef(o.parent) : undefined, version: proto === '2' ? 2 : 1, strict: o.strict },
+        result,
+      ),
     ),
     { objectMode: false },
   );
