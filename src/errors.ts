@@ -21,6 +21,8 @@ export const Exit = {
   NO_PARENT: 15,
   UNSAFE: 16,
   NO_SPACE: 17,
+  /** A job hook failed or timed out, so the job was skipped (ferry run). */
+  HOOK: 18,
   INTERRUPTED: 130,
   TERMINATED: 143,
 } as const;
@@ -43,6 +45,7 @@ export type ErrorCode =
   | 'STREAM_MISSING_ATTRIBUTE'
   | 'STREAM_UNKNOWN_COMMAND'
   | 'STREAM_BAD_ORDER'
+  | 'STREAM_ZSTD_CORRUPT'
   | 'STREAM_ENCODE'
   | 'RECV_PATH_INVALID'
   | 'RECV_PATH_ESCAPE'
@@ -57,10 +60,14 @@ export type ErrorCode =
   | 'RECV_APPLY_FAILED'
   | 'RECV_UNSUPPORTED'
   | 'RECV_TARGET_INVALID'
+  | 'RECV_RESUME_INVALID'
+  | 'REPLICATE_RESUME_MISMATCH'
   | 'VOLUME_NOT_FOUND'
   | 'VOLUME_EXISTS'
   | 'VOLUME_METHOD'
   | 'VOLUME_LOCKED'
+  | 'VOLUME_BTRFS_FAILED'
+  | 'REPLICATE_SEND_FAILED'
   | 'SNAPSHOT_NOT_FOUND'
   | 'SNAPSHOT_EXISTS'
   | 'SNAPSHOT_NAME_INVALID'
@@ -75,6 +82,7 @@ export type ErrorCode =
   | 'SSH_HOST_KEY_MISMATCH'
   | 'SSH_AUTH_FAILED'
   | 'SSH_DISCONNECTED'
+  | 'SSH_DEST_INVALID'
   | 'TRANSPORT_PROTOCOL'
   | 'TRANSPORT_REMOTE_FAILED'
   | 'TRANSPORT_RESTRICTED'
@@ -82,6 +90,7 @@ export type ErrorCode =
   | 'REPLICATE_DIVERGED'
   | 'REPLICATE_DEST_INVALID'
   | 'REPLICATE_VERIFY_MISMATCH'
+  | 'REPLICATE_NO_MANIFEST'
   | 'CONFIG_INVALID'
   | 'CONFIG_NOT_FOUND'
   | 'JOB_LOCKED'
@@ -104,6 +113,7 @@ export function exitCodeFor(code: ErrorCode): ExitCode {
     case 'STREAM_MISSING_ATTRIBUTE':
     case 'STREAM_UNKNOWN_COMMAND':
     case 'STREAM_BAD_ORDER':
+    case 'STREAM_ZSTD_CORRUPT':
     case 'RECV_APPLY_FAILED':
     case 'RECV_UNSUPPORTED':
       return Exit.STREAM;
@@ -137,11 +147,17 @@ export function exitCodeFor(code: ErrorCode): ExitCode {
     case 'JOB_LOCKED':
       return Exit.LOCKED;
     case 'REPLICATE_VERIFY_MISMATCH':
+    case 'REPLICATE_RESUME_MISMATCH':
+    case 'RECV_RESUME_INVALID':
       return Exit.STREAM;
     case 'REPLICATE_DEST_INVALID':
+    case 'SSH_DEST_INVALID':
       return Exit.USAGE;
     case 'JOB_HOOK_FAILED':
+      return Exit.HOOK;
     case 'ROLLBACK_FAILED':
+    case 'VOLUME_BTRFS_FAILED':
+    case 'REPLICATE_SEND_FAILED':
       return Exit.INTERNAL;
     case 'RECV_NO_SPACE':
       return Exit.NO_SPACE;
@@ -150,6 +166,7 @@ export function exitCodeFor(code: ErrorCode): ExitCode {
     case 'IO_NOT_FOUND':
     case 'VOLUME_NOT_FOUND':
     case 'SNAPSHOT_NOT_FOUND':
+    case 'REPLICATE_NO_MANIFEST':
     case 'DIFF_SOURCE_GONE':
       return Exit.NOT_FOUND;
     case 'RECV_EXISTS':

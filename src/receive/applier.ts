@@ -7,6 +7,13 @@
  * sources, encoded data. Never: decides where the tree lives, commits, or
  * touches the catalog (receiver.ts does). SUBVOL, SNAPSHOT and END are the
  * receiver's, not ours.
+ *
+ * Resume: `apply(item, true)` re-applies the command a killed receive may
+ * have been in the middle of. The commands that cannot simply run twice
+ * (NON_IDEMPOTENT: creations, renames, links, removals) are skipped when
+ * their effect is already on disk. Their paths are still checked; the policy
+ * checks ran when the command first ran, and a resume under a stricter
+ * policy is refused by the receiver.
  */
 import * as fs from 'node:fs';
 import { FerryError } from '../errors';
@@ -41,6 +48,26 @@ const FILEATTR_DEFERRED: Array<[bigint, string]> = [
   [0x40n, 'immutable'],
   [0x80n, 'append'],
 ];
+
+/**
+ * Commands that fail or do something else when run a second time. Every other
+ * command sets state to values taken from the command alone (data at an
+ * offset, a size, a mode, times, an xattr), so running it again after it ran
+ * changes nothing. CLONE is idempotent only until its source changes again.
+ */
+export const NON_IDEMPOTENT: ReadonlySet<number> = new Set<number>([
+  Cmd.MKFILE,
+  Cmd.MKDIR,
+  Cmd.MKNOD,
+  Cmd.MKFIFO,
+  Cmd.MKSOCK,
+  Cmd.SYMLINK,
+  Cmd.RENAME,
+  Cmd.LINK,
+  Cmd.UNLINK,
+  Cmd.RMDIR,
+  Cmd.REMOVE_XATTR,
+]);
 
 export interface ApplyPolicy {
   allowDevices: boolean;
@@ -86,7 +113,34 @@ export class Applier {
     });
   }
 
-  apply(item: CommandItem): void {
+  /** True when the command's effect is already on disk (resume only; see NON_IDEMPOTENT). */
+  private alreadyApplied(item: CommandItem): boolean {
+    const a = item.attrs;
+    const t = this.tree;
+    const ctx = this.ctx(item);
+    switch (item.cmd) {
+      case Cmd.MKFILE:
+      case Cmd.MKDIR:
+      case Cmd.MKNOD:
+      case Cmd.MKFIFO:
+      case Cmd.MKSOCK:
+      case Cmd.SYMLINK:
+      case Cmd.LINK:
+        return t.exists(this.paths(item, a.path, 'path', false), ctx);
+      case Cmd.RENAME:
+      case Cmd.UNLINK:
+      case Cmd.RMDIR:
+        return !t.exists(this.paths(item, a.path, 'path', false), ctx);
+      case Cmd.REMOVE_XATTR:
+        return !t.hasXattr(this.paths(item, a.path, 'path', true), a.xattrName!, ctx);
+      default:
+        return false;
+    }
+  }
+
+  /** Apply one command; `again` when it may already have been applied by a killed run. */
+  apply(item: CommandItem, again = false): void {
+    if (again && NON_IDEMPOTENT.has(item.cmd) && this.alreadyApplied(item)) return;
     const a = item.attrs;
     const t = this.tree;
     const ctx = this.ctx(item);

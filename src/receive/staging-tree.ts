@@ -12,12 +12,19 @@
  * snapshot's files, those inodes are shared, and `ensurePrivate` copies a
  * file before its first change so the parent snapshot never changes.
  *
+ * Resumable receives (docs/receive.md, "Resume") pass a scratch directory
+ * outside the tree for those copies, so a kill never leaves a temp file in
+ * the tree, and an `onStep` hook that hears of the two changes re-applying a
+ * command would not undo (a copy renamed into a directory; chown about to
+ * clear setuid bits) before they happen.
+ *
  * Never: writes outside `root`, follows a symlink from the stream, or touches
  * a path it has not checked.
  */
 import * as fs from 'node:fs';
 import { FerryError } from '../errors';
 import { Timespec } from '../model/command';
+import { faultPoint } from '../model/fault';
 import { Sys } from '../sys/linux';
 import { showPath } from './safe-path';
 
@@ -41,6 +48,18 @@ export function joinParts(parts: Buffer[]): Buffer {
   return Buffer.concat(bufs);
 }
 
+/** A change a command makes that applying the command again would not make again. */
+export type RiskyStep =
+  | { kind: 'dir-times'; dir: Buffer[]; atimeNs: bigint; mtimeNs: bigint }
+  | { kind: 'mode'; path: Buffer[]; mode: number };
+
+export interface StagingTreeOptions {
+  /** Where copies before change are made (same filesystem, outside the tree). */
+  scratch?: Buffer | string;
+  /** Told before a risky step happens. */
+  onStep?: (s: RiskyStep) => void;
+}
+
 export class StagingTree {
   readonly root: Buffer;
   private readonly okDirs = new Set<string>();
@@ -48,14 +67,19 @@ export class StagingTree {
   readonly shared: Set<bigint>;
   private writeFd: { key: string; fd: number } | undefined;
   private cowCounter = 0;
+  private readonly scratch?: Buffer;
+  private readonly onStep?: (s: RiskyStep) => void;
 
   constructor(
     root: string | Buffer,
     readonly sys: Sys,
     shared: Set<bigint> = new Set(),
+    opts: StagingTreeOptions = {},
   ) {
     this.root = Buffer.isBuffer(root) ? root : Buffer.from(root);
     this.shared = shared;
+    if (opts.scratch !== undefined) this.scratch = Buffer.isBuffer(opts.scratch) ? opts.scratch : Buffer.from(opts.scratch);
+    this.onStep = opts.onStep;
   }
 
   abs(parts: Buffer[]): Buffer {
@@ -129,6 +153,24 @@ export class StagingTree {
     } catch (e) {
       throw this.applyError(e, what, parts, ctx);
     }
+  }
+
+  /** Whether the final component exists (parents are checked as always); never follows. */
+  exists(parts: Buffer[], ctx: OpContext): boolean {
+    const p = this.resolve(parts, ctx);
+    try {
+      fs.lstatSync(p);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw this.applyError(e, 'lstat', parts, ctx);
+    }
+  }
+
+  /** Whether the node (never followed) has the xattr. */
+  hasXattr(parts: Buffer[], name: Buffer, ctx: OpContext): boolean {
+    const p = this.resolve(parts, ctx);
+    return this.run('get xattr', parts, ctx, () => this.sys.lgetxattr(p, name) !== undefined);
   }
 
   /** lstat the final component; never follows. */
@@ -232,7 +274,9 @@ export class StagingTree {
     this.ensurePrivate(parts, ctx);
     this.run('chown', parts, ctx, () => {
       const before = fs.lstatSync(p);
+      if (!before.isSymbolicLink() && before.mode & 0o6000) this.onStep?.({ kind: 'mode', path: parts, mode: before.mode & 0o7777 });
       fs.lchownSync(p, uid, gid);
+      faultPoint('receive:chown-done');
       // chown(2) clears setuid/setgid; the kernel sends no CHMOD when the
       // mode itself did not change, so put the bits back (btrfs receive
       // loses them here). They were accepted by policy when first set.
@@ -330,13 +374,16 @@ export class StagingTree {
     if (!st.isFile() || !this.shared.has(st.ino)) return;
     this.shared.delete(st.ino);
     const dir = this.abs(parts.slice(0, -1));
-    const tmp = Buffer.concat([dir, SLASH, Buffer.from(`.ferry-cow-${process.pid}-${this.cowCounter++}`)]);
+    const tmpName = Buffer.from(`.ferry-cow-${process.pid}-${this.cowCounter++}`);
+    const tmp = Buffer.concat([this.scratch ?? dir, SLASH, tmpName]);
     this.run('copy before change', parts, ctx, () => {
       // The swap below is ferry's own doing, not the stream's: the directory
       // keeps the times it had.
       const dst = fs.lstatSync(dir, { bigint: true });
       copyFilePrivate(this.sys, p, tmp, st);
+      this.onStep?.({ kind: 'dir-times', dir: parts.slice(0, -1), atimeNs: dst.atimeNs, mtimeNs: dst.mtimeNs });
       fs.renameSync(tmp, p);
+      faultPoint('receive:cow-renamed');
       this.sys.lutimens(dir, nsToTimespec(dst.atimeNs), nsToTimespec(dst.mtimeNs));
     });
   }

@@ -10,6 +10,11 @@
  * other; `firstStreamOnly` stops after the first END as `btrfs receive
  * --dump` does. Every failure is a FerryError with a STREAM_* code naming the
  * byte offset and the 1-based command index.
+ *
+ * Resume mode (`resume`): the input starts at a command boundary inside a
+ * stream whose header was read earlier (a resumed receive). The decoder
+ * starts in the command state with that stream's version, reports offsets
+ * from the given one and numbers commands on from the given index.
  */
 import { FerryError, ErrorCode } from '../errors';
 import { Cmd, Command, CommandAttrs } from '../model/command';
@@ -56,6 +61,17 @@ export interface DecoderOptions {
   limits?: Partial<Limits>;
   /** Stop after the first END and ignore what follows (`btrfs receive --dump`). */
   firstStreamOnly?: boolean;
+  /** Start at a command boundary of an already-open stream (no header in the input). */
+  resume?: DecoderResume;
+}
+
+export interface DecoderResume {
+  /** The stream's version, from its header. */
+  version: number;
+  /** Byte offset of the first input byte in the original stream. */
+  offset: number;
+  /** Commands before that offset (the next one is numbered commandIndex + 1). */
+  commandIndex: number;
 }
 
 const ZERO_CRC = Buffer.alloc(4);
@@ -82,6 +98,19 @@ export class StreamDecoder {
   constructor(opts: DecoderOptions = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.firstStreamOnly = opts.firstStreamOnly ?? false;
+    const r = opts.resume;
+    if (r) {
+      if (r.version < MIN_VERSION || r.version > MAX_DECODE_VERSION || !Number.isSafeInteger(r.offset) || r.offset < STREAM_HEADER_BYTES) {
+        throw new FerryError('STREAM_BAD_VERSION', `cannot resume a version ${r.version} stream at byte ${r.offset}`, {
+          context: { offset: r.offset },
+        });
+      }
+      this.state = 'command';
+      this.version = r.version;
+      this.consumed = r.offset;
+      this.commandIndex = r.commandIndex;
+      this.streamIndex = 0;
+    }
   }
 
   /** True once the input is complete as far as the decoder is concerned. */
