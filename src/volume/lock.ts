@@ -28,12 +28,27 @@ function procStart(pid: number): string | null {
   }
 }
 
+/** Process state letter from /proc/<pid>/stat ('Z' for a zombie), or null. */
+function procState(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function alive(info: LockInfo): boolean {
   try {
     process.kill(info.pid, 0);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
   }
+  // A zombie has exited; it only waits for its parent to reap it. Where the
+  // parent never does (a container without an init), it would hold the lock
+  // for ever.
+  const state = procState(info.pid);
+  if (state === 'Z' || state === 'X') return false;
   const now = procStart(info.pid);
   return info.procStart === null || now === null || now === info.procStart;
 }
