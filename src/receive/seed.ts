@@ -105,7 +105,12 @@ export function seedFromParent(sys: Sys, src: Buffer, dst: Buffer, method: SeedM
             // inode for the group. Copy once, link every name to the copy.
             const tmp = join(ddir, Buffer.from(`.ferry-seed-${process.pid}`));
             copyFilePrivate(sys, s, tmp, st);
+            // The first name's directory may already carry its final times
+            // (readdir order is arbitrary); the swap must not change them.
+            const firstDir = firstPath.subarray(0, firstPath.lastIndexOf(0x2f));
+            const fst = fs.lstatSync(firstDir, { bigint: true });
             fs.renameSync(tmp, firstPath);
+            sys.lutimens(firstDir, ts(fst.atimeNs), ts(fst.mtimeNs));
             fs.linkSync(firstPath, d);
             farmed.delete(st.ino);
             shared.delete(st.ino);
