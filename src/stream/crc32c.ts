@@ -2,56 +2,87 @@
  * CRC-32C in the btrfs send-stream variant: reflected Castagnoli polynomial,
  * register seeded with 0 and no final inversion (docs/send-stream.md 1.4).
  *
- * Owns: the checksum only. The native path uses @node-rs/crc32 (SSE4.2 /
- * ARMv8 CRC instructions); a slicing-by-8 JS table is the portable fallback,
- * chosen when the native module cannot load or when FERRY_CRC=js.
+ * Owns: the checksum only. Two implementations compute the same register:
+ * the native one from @node-rs/crc32 (SSE4.2 / ARMv8 CRC instructions) and a
+ * slicing-by-8 JS table. The native call has a fixed cost (about 100 ns, a
+ * N-API crossing) that outweighs its speed on short inputs, so
+ * `crc32cUpdate` runs the JS table below NATIVE_MIN_BYTES and the native
+ * code from there on. Without the native module, or with FERRY_CRC=js, JS
+ * is used for every size.
  *
- * Both implementations take and return the raw register, so a checksum over
- * several buffers is `update(update(0, a), b)` with no copy.
+ * Invariants: every function takes and returns the raw register, so a
+ * checksum over several pieces is `update(update(0, a), b)` with no copy, and
+ * every implementation gives the same register for the same bytes whatever
+ * the size (test/unit/stream/crc32c.test.ts checks every length 0..300 and
+ * chained splits). Never allocates, except the view handed to the native
+ * call by `crc32cUpdateRange`.
  */
 
 type Update = (reg: number, buf: Uint8Array) => number;
 
 const POLY = 0x82f63b78;
 
-/** 8 tables of 256 entries for slicing-by-8. */
-const TABLES: Uint32Array[] = (() => {
-  const t: Uint32Array[] = [];
-  for (let k = 0; k < 8; k++) t.push(new Uint32Array(256));
+/**
+ * Inputs shorter than this go through the JS table, longer ones through the
+ * native code. Measured on the codec machine (2 shared EPYC cores, Node 20):
+ * native costs a flat ~100 ns up to a few hundred bytes, the table ~0.65 ns
+ * per byte plus ~8 ns, so they cross between 128 and 192 bytes. Command
+ * headers and most metadata payloads (chown, chmod, rename, utimes) are below
+ * it; file data is far above.
+ */
+export const NATIVE_MIN_BYTES = 160;
+
+/**
+ * Slicing-by-8 tables, flattened: table k lives at [k * 256, k * 256 + 256).
+ * Int32 values so the XOR chain stays in small integers.
+ */
+const T: Int32Array = (() => {
+  const t = new Int32Array(8 * 256);
   for (let i = 0; i < 256; i++) {
     let c = i;
     for (let j = 0; j < 8; j++) c = c & 1 ? (c >>> 1) ^ POLY : c >>> 1;
-    t[0][i] = c >>> 0;
+    t[i] = c;
   }
   for (let i = 0; i < 256; i++) {
-    for (let k = 1; k < 8; k++) t[k][i] = (t[0][t[k - 1][i] & 0xff] ^ (t[k - 1][i] >>> 8)) >>> 0;
+    for (let k = 1; k < 8; k++) {
+      const prev = t[(k - 1) * 256 + i];
+      t[k * 256 + i] = t[prev & 0xff] ^ (prev >>> 8);
+    }
   }
   return t;
 })();
 
-/** Portable register update, slicing-by-8. */
-export const crc32cUpdateJs: Update = (reg, buf) => {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES;
-  let c = reg >>> 0;
-  let i = 0;
-  const n = buf.length;
-  const end8 = n - (n % 8);
+/** JS register update over buf[start, end). */
+export function crc32cUpdateJsRange(reg: number, buf: Uint8Array, start: number, end: number): number {
+  let c = reg | 0;
+  let i = start;
+  const end8 = end - ((end - start) & 7);
   while (i < end8) {
     const a = (buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24)) ^ c;
     c =
-      t7[a & 0xff] ^
-      t6[(a >>> 8) & 0xff] ^
-      t5[(a >>> 16) & 0xff] ^
-      t4[a >>> 24] ^
-      t3[buf[i + 4]] ^
-      t2[buf[i + 5]] ^
-      t1[buf[i + 6]] ^
-      t0[buf[i + 7]];
+      T[1792 + (a & 0xff)] ^
+      T[1536 + ((a >>> 8) & 0xff)] ^
+      T[1280 + ((a >>> 16) & 0xff)] ^
+      T[1024 + (a >>> 24)] ^
+      T[768 + buf[i + 4]] ^
+      T[512 + buf[i + 5]] ^
+      T[256 + buf[i + 6]] ^
+      T[buf[i + 7]];
     i += 8;
   }
-  while (i < n) c = t0[(c ^ buf[i++]) & 0xff] ^ (c >>> 8);
+  while (i < end) c = T[(c ^ buf[i++]) & 0xff] ^ (c >>> 8);
   return c >>> 0;
-};
+}
+
+/** Portable register update, slicing-by-8, for any size. */
+export const crc32cUpdateJs: Update = (reg, buf) => crc32cUpdateJsRange(reg, buf, 0, buf.length);
+
+/** Register after `n` zero bytes (the zeroed crc field of a command header is 4). */
+export function crc32cUpdateZeros(reg: number, n: number): number {
+  let c = reg | 0;
+  for (let i = 0; i < n; i++) c = T[c & 0xff] ^ (c >>> 8);
+  return c >>> 0;
+}
 
 function loadNative(): Update | undefined {
   if (process.env.FERRY_CRC === 'js') return undefined;
@@ -69,11 +100,22 @@ function loadNative(): Update | undefined {
   }
 }
 
-const native = loadNative();
+/** The native register update for every size, or undefined when it is not available (tests, bench). */
+export const crc32cUpdateNative: Update | undefined = loadNative();
+const native = crc32cUpdateNative;
 
-/** Register update with the fastest implementation available. */
-export const crc32cUpdate: Update = native ?? crc32cUpdateJs;
 export const crc32cImplementation: 'native' | 'js' = native ? 'native' : 'js';
+
+/** Register update with the fastest implementation for the input's size. */
+export const crc32cUpdate: Update = native
+  ? (reg, buf) => (buf.length < NATIVE_MIN_BYTES ? crc32cUpdateJsRange(reg, buf, 0, buf.length) : native(reg, buf))
+  : crc32cUpdateJs;
+
+/** Register update over buf[start, end), choosing by size like `crc32cUpdate`. */
+export function crc32cUpdateRange(reg: number, buf: Uint8Array, start: number, end: number): number {
+  if (native === undefined || end - start < NATIVE_MIN_BYTES) return crc32cUpdateJsRange(reg, buf, start, end);
+  return native(reg, buf.subarray(start, end));
+}
 
 /** Checksum of one buffer, btrfs variant. */
 export function crc32c(buf: Uint8Array): number {

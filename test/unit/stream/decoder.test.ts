@@ -1,5 +1,6 @@
-import { Cmd } from '../../../src/model/command';
-import { decodeStream, StreamDecoder } from '../../../src/stream/decoder';
+import { FerryError } from '../../../src/errors';
+import { Cmd, Command } from '../../../src/model/command';
+import { decodeStream, StreamDecoder, StreamItem } from '../../../src/stream/decoder';
 import { StreamEncoder } from '../../../src/stream/encoder';
 import { crc32c } from '../../../src/stream/crc32c';
 import {
@@ -11,6 +12,7 @@ import {
   p,
   rng,
   sampleCommands,
+  UUID_A,
 } from '../../helpers/streams';
 
 const FIX = fixtures();
@@ -219,5 +221,130 @@ describe('decoder rejects bad input with the right STREAM_* error', () => {
   it('garbage after a complete stream is an error, not ignored', () => {
     const b = Buffer.concat([good, Buffer.from('junk')]);
     expect(decodeError(b).code).toBe('STREAM_BAD_MAGIC');
+  });
+});
+
+describe('decoder fast path (commands parsed in place) and gather path agree', () => {
+  const good = encodeAll(sampleCommands(2), 2);
+  const brief = (r: StreamItem[] | FerryError) =>
+    r instanceof FerryError
+      ? `${r.code} ${r.message}`
+      : JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v && v.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v));
+  const outcome = (buf: Buffer, sizes?: number[], opts = {}): StreamItem[] | FerryError => {
+    try {
+      return decodeChunks(buf, sizes, opts);
+    } catch (e) {
+      if (e instanceof FerryError) return e;
+      throw e;
+    }
+  };
+
+  it('never writes to its input (the crc field is skipped, not zeroed in place)', () => {
+    for (const f of [good, ...FIX.map((x) => x.stream)]) {
+      const copy = Buffer.from(f);
+      decodeChunks(copy);
+      decodeChunks(copy, [1, 3, 10, 17, 4096]);
+      expect(copy.equals(f)).toBe(true);
+    }
+  });
+
+  it('gives the same items for the input cut in two at every byte', () => {
+    const whole = decodeChunks(good);
+    for (let cut = 1; cut < good.length; cut++) {
+      const dec = new StreamDecoder();
+      const items = [...dec.push(good.subarray(0, cut)), ...dec.push(good.subarray(cut))];
+      dec.end();
+      expect(items).toEqual(whole);
+    }
+  });
+
+  it('hands out paths and data as views of the input chunk, and copies a command split across chunks', () => {
+    const items = decodeChunks(good).filter((i) => i.kind === 'command');
+    const w = items.find((i) => i.cmd === Cmd.WRITE)!;
+    expect(w.attrs.data!.buffer).toBe(good.buffer);
+    expect(w.attrs.path!.buffer).toBe(good.buffer);
+    expect(w.attrs.data!.byteOffset).toBe(good.byteOffset + w.offset + w.length - 6);
+    const split = decodeChunks(good, [w.offset + 12, good.length]).filter((i) => i.kind === 'command');
+    const w2 = split.find((i) => i.cmd === Cmd.WRITE)!;
+    expect(w2.attrs.data!.buffer).not.toBe(good.buffer);
+    expect(w2.attrs).toEqual(w.attrs);
+  });
+
+  it('reads u64 and signed timespec seconds exactly at every width', () => {
+    const u64s = [0n, 1n, 0xffn, 0xffffffffn, 0x100000000n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 54n + 3n, 2n ** 63n, 2n ** 64n - 1n];
+    const secs = [0n, -1n, 1700000000n, -(2n ** 32n), 2n ** 53n - 1n, -(2n ** 53n) + 1n, 2n ** 53n, 2n ** 53n + 1n, -(2n ** 53n), -(2n ** 53n) - 1n, 2n ** 54n + 3n, 2n ** 63n - 1n, -(2n ** 63n)];
+    const cmds: Command[] = [{ cmd: Cmd.SUBVOL, attrs: { path: p('s'), uuid: UUID_A, ctransid: 2n ** 64n - 2n } }];
+    for (const v of u64s) cmds.push({ cmd: Cmd.TRUNCATE, attrs: { path: p('f'), size: v } });
+    for (const sec of secs) {
+      const t = { sec, nsec: 0xffffffff };
+      cmds.push({ cmd: Cmd.UTIMES, attrs: { path: p('f'), atime: t, mtime: { sec, nsec: 1 }, ctime: t, otime: t } });
+    }
+    cmds.push({ cmd: Cmd.END, attrs: {} });
+    const buf = encodeAll(cmds, 2);
+    const got = decodeChunks(buf).filter((i) => i.kind === 'command');
+    expect(got.map((i) => ({ cmd: i.cmd, attrs: i.attrs }))).toEqual(cmds);
+    // and the same as Node's own readers at those positions
+    for (const it of got.filter((i) => i.cmd === Cmd.TRUNCATE)) {
+      expect(it.attrs.size).toBe(buf.readBigUInt64LE(it.offset + it.length - 8));
+    }
+    for (const it of got.filter((i) => i.cmd === Cmd.UTIMES)) {
+      expect(it.attrs.atime!.sec).toBe(buf.readBigInt64LE(it.offset + it.length - 64 + 4));
+    }
+  });
+
+  it('a huge length refused with the header split across chunks names the same command', () => {
+    const b = Buffer.from(good);
+    b.writeUInt32LE(0xfffffff0, 17);
+    const whole = decodeError(b);
+    expect(whole.message).toContain('(command 1, cmd "subvol", offset 17)');
+    for (const sizes of [[1], [18, 1], [20, 1], [22, 100]]) {
+      const e = decodeError(b, sizes);
+      expect(e.code).toBe('STREAM_TOO_LARGE');
+      expect(e.message).toBe(whole.message);
+    }
+  });
+
+  it('xattr names and paths are held to their limits, at the limit accepted', () => {
+    const enc = new StreamEncoder(2);
+    const stream = (name: Buffer, path = p('f')) =>
+      Buffer.concat([
+        enc.header(),
+        enc.encode({ cmd: Cmd.SUBVOL, attrs: { path: p('s'), uuid: UUID_A, ctransid: 1n } }),
+        enc.encode({ cmd: Cmd.SET_XATTR, attrs: { path, xattrName: name, xattrData: p('v') } }),
+        enc.encode({ cmd: Cmd.END, attrs: {} }),
+      ]);
+    expect(decodeChunks(stream(Buffer.alloc(255, 0x61)))).toHaveLength(4);
+    const e = decodeError(stream(Buffer.alloc(256, 0x61)));
+    expect(e.code).toBe('STREAM_TOO_LARGE');
+    expect(e.message).toContain('xattr name of 256 bytes exceeds the limit of 255');
+    expect(decodeChunks(stream(p('user.k'), Buffer.alloc(4096, 0x61)))).toHaveLength(4);
+    expect(decodeError(stream(p('user.k'), Buffer.alloc(4097, 0x61))).message).toContain('PATH of 4097 bytes exceeds the limit of 4096');
+  });
+
+  it('mutated inputs (crc re-fixed) fail or pass the same way fed whole and at random splits', () => {
+    const r = rng(99);
+    const srcs = [good, encodeAll(sampleCommands(1), 1), FIX.find((x) => x.name === 'incr-v2')!.stream];
+    const allBounds = srcs.map((s) => commandBoundaries(s).slice(0, -1));
+    const seen = new Set<string>();
+    for (let n = 0; n < 300; n++) {
+      const src = srcs[n % srcs.length];
+      const bounds = allBounds[n % srcs.length];
+      const b = Buffer.from(src);
+      const at = bounds[Math.floor(r() * bounds.length)];
+      const len = b.readUInt32LE(at);
+      if (r() < 0.3) b.writeUInt32LE(Math.max(0, len + Math.floor(r() * 9) - 4), at);
+      else b[at + 10 + Math.floor(r() * Math.min(len, 40))] ^= 1 << Math.floor(r() * 8);
+      for (const c of bounds) {
+        const l = b.readUInt32LE(c);
+        if (c + 10 + l <= b.length) fixCrc(b, c);
+      }
+      const opts = n % 5 === 0 ? { limits: { maxPathBytes: 4, maxXattrNameBytes: 3 } } : {};
+      const whole = brief(outcome(b, undefined, opts));
+      const sizes = Array.from({ length: 5 }, () => 1 + Math.floor(r() * 200));
+      expect(brief(outcome(b, sizes, opts))).toBe(whole);
+      seen.add(whole.startsWith('STREAM_') ? whole.split(' ')[0] : 'ok');
+    }
+    // the mutations reached the attribute checks, not only the framing
+    for (const code of ['ok', 'STREAM_BAD_ATTRIBUTE', 'STREAM_TOO_LARGE']) expect(seen.has(code)).toBe(true);
   });
 });

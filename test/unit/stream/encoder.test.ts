@@ -1,6 +1,10 @@
-import { Cmd } from '../../../src/model/command';
+import { createHash } from 'node:crypto';
+import { FerryError } from '../../../src/errors';
+import { Cmd, Command } from '../../../src/model/command';
+import { ATTR_SPECS, Attr, CMD_SPECS, FIXED_SIZE, cmdName } from '../../../src/stream/constants';
+import { crc32cUpdateJs } from '../../../src/stream/crc32c';
 import { StreamEncoder, encodeStream, splitWrite } from '../../../src/stream/encoder';
-import { decodeChunks, encodeAll, fixtures, p, sampleCommands, UUID_A } from '../../helpers/streams';
+import { decodeChunks, encodeAll, fixtures, p, rng, sampleCommands, UUID_A } from '../../helpers/streams';
 
 describe('encoder', () => {
   it.each(fixtures().map((f) => [f.name, f]))('round-trips %s to identical bytes', (_n, f) => {
@@ -95,5 +99,171 @@ describe('encoder', () => {
       const items = decodeChunks(Buffer.concat(parts)).filter((i) => i.kind === 'command');
       expect(items.map((i) => ({ cmd: i.cmd, attrs: i.attrs }))).toEqual([...cmds, { cmd: Cmd.END, attrs: {} }]);
     }
+  });
+});
+
+/**
+ * The encoder as first written: every attribute type visited for every
+ * command, Buffer write methods throughout. The fast path must give exactly
+ * its bytes, and the same error for the same bad input.
+ */
+function referenceEncodeParts(version: number, command: Command): Buffer[] {
+  const spec = CMD_SPECS[command.cmd];
+  if (!spec) throw new FerryError('STREAM_ENCODE', `cannot encode unknown command ${command.cmd}`);
+  const tooLong = (attr: string, len: number): never => {
+    throw new FerryError(
+      'STREAM_ENCODE',
+      `cannot encode ${cmdName(command.cmd)}: attribute ${attr} of ${len} bytes does not fit a 16-bit length in stream version ${version}`,
+    );
+  };
+  const extras: number[] = [];
+  for (let a = 1; a < ATTR_SPECS.length; a++) if (!spec.attrs.includes(a) && a !== Attr.DATA) extras.push(a);
+  const order = [...spec.attrs.filter((a) => a !== Attr.DATA), ...extras, Attr.DATA];
+  const bag = command.attrs as Record<string, unknown>;
+  let headSize = 10;
+  let data: Buffer | undefined;
+  for (const a of order) {
+    const s = ATTR_SPECS[a]!;
+    const v = bag[s.key];
+    if (v === undefined) continue;
+    if (a === Attr.DATA) {
+      data = v as Buffer;
+      headSize += version >= 2 ? 2 : 4;
+      if (version < 2 && data.length > 0xffff) tooLong(s.name, data.length);
+      continue;
+    }
+    const vlen = FIXED_SIZE[s.kind] ?? (v as Buffer).length;
+    if (vlen > 0xffff) tooLong(s.name, vlen);
+    headSize += 4 + vlen;
+  }
+  const head = Buffer.alloc(headSize);
+  head.writeUInt32LE(headSize - 10 + (data ? data.length : 0), 0);
+  head.writeUInt16LE(command.cmd, 4);
+  let pos = 10;
+  for (const a of order) {
+    const s = ATTR_SPECS[a]!;
+    const v = bag[s.key];
+    if (v === undefined) continue;
+    pos = head.writeUInt16LE(a, pos);
+    if (a === Attr.DATA) {
+      if (version < 2) pos = head.writeUInt16LE(data!.length, pos);
+      continue;
+    }
+    switch (s.kind) {
+      case 'u8':
+        pos = head.writeUInt8(v as number, head.writeUInt16LE(1, pos));
+        break;
+      case 'u32':
+        pos = head.writeUInt32LE(v as number, head.writeUInt16LE(4, pos));
+        break;
+      case 'u64':
+        pos = head.writeBigUInt64LE(BigInt.asUintN(64, v as bigint), head.writeUInt16LE(8, pos));
+        break;
+      case 'timespec': {
+        const t = v as { sec: bigint; nsec: number };
+        pos = head.writeBigInt64LE(BigInt.asIntN(64, t.sec), head.writeUInt16LE(12, pos));
+        pos = head.writeUInt32LE(t.nsec, pos);
+        break;
+      }
+      case 'uuid': {
+        const u = v as Buffer;
+        if (u.length !== 16) throw new FerryError('STREAM_ENCODE', `${s.name} must be 16 bytes, got ${u.length}`);
+        pos = head.writeUInt16LE(16, pos);
+        pos += u.copy(head, pos);
+        break;
+      }
+      case 'bytes': {
+        const b = v as Buffer;
+        pos = head.writeUInt16LE(b.length, pos);
+        pos += b.copy(head, pos);
+        break;
+      }
+    }
+  }
+  let crc = crc32cUpdateJs(0, head);
+  if (data) crc = crc32cUpdateJs(crc, data);
+  head.writeUInt32LE(crc, 6);
+  return data && data.length > 0 ? [head, data] : [head];
+}
+
+describe('encoder fast path against the reference encoder', () => {
+  const r = rng(5);
+  const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)];
+  const U64 = [0n, 1n, 0xffffffffn, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 64n, 2n ** 70n + 5n, -1n, -(2n ** 53n), -(2n ** 64n) - 3n];
+  const I64 = [0n, -1n, 1700000000n, 2n ** 53n - 1n, -(2n ** 53n) + 1n, 2n ** 53n, 2n ** 53n + 1n, -(2n ** 53n), -(2n ** 53n) - 1n, 2n ** 54n + 3n, 2n ** 63n - 1n, -(2n ** 63n), 2n ** 63n, 2n ** 64n + 7n];
+  const bytes = (n: number) => (n > 1000 ? Buffer.alloc(n, n & 0xff) : Buffer.from(Array.from({ length: n }, () => Math.floor(r() * 256))));
+  /** A value for an attribute kind; `wild` also draws values of the wrong size, range or type. */
+  function value(kind: string, wild: boolean): unknown {
+    switch (kind) {
+      case 'u8':
+        return wild && r() < 0.1 ? 300 : Math.floor(r() * 256);
+      case 'u32':
+        return wild && r() < 0.1 ? pick([-1, 2 ** 32, 1.5]) : Math.floor(r() * 2 ** 32);
+      case 'u64':
+        return wild && r() < 0.05 ? pick<unknown>([5, '7', true]) : pick(U64);
+      case 'timespec':
+        return {
+          sec: wild && r() < 0.05 ? pick<unknown>([3, undefined]) : pick(I64),
+          nsec: wild && r() < 0.2 ? pick<unknown>([1.5, 256.7, NaN, '5', -1, 2 ** 32]) : pick([0, 1, 999999999, 0xffffffff]),
+        };
+      case 'uuid':
+        return wild && r() < 0.1 ? Buffer.alloc(pick([0, 15, 17])) : bytes(16);
+      default:
+        return bytes(wild && r() < 0.05 ? pick([65535, 65536]) : Math.floor(r() * (r() < 0.1 ? 600 : 40)));
+    }
+  }
+  const outcome = (f: () => Buffer[]) => {
+    try {
+      return f()
+        .map((b) => `${b.length}:${createHash('sha256').update(b).digest('hex')}`)
+        .join('|');
+    } catch (e) {
+      return `error ${(e as FerryError).code ?? (e as Error).name}: ${(e as Error).message}`;
+    }
+  };
+
+  it('gives the same bytes or the same error for random commands, extra attributes and odd values included', () => {
+    const kinds = new Set<string>();
+    for (let n = 0; n < 4000; n++) {
+      const cmd = 1 + Math.floor(r() * 26);
+      const spec = CMD_SPECS[cmd]!;
+      const wild = r() < 0.3;
+      const nums = spec.attrs.filter(() => r() < 0.9);
+      if (r() < 0.25) for (let k = 0; k < 3; k++) nums.push(1 + Math.floor(r() * 35));
+      if (r() < 0.3) nums.reverse();
+      const attrs: Record<string, unknown> = {};
+      for (const a of nums) attrs[ATTR_SPECS[a]!.key] = value(ATTR_SPECS[a]!.kind, wild);
+      if (attrs.data && r() < 0.2) attrs.data = Buffer.alloc(pick([0, 1, 65535, 65536, 131072]), 7);
+      if (r() < 0.05) attrs.notAnAttribute = 1;
+      if (r() < 0.05) attrs[ATTR_SPECS[1 + Math.floor(r() * 35)]!.key] = undefined;
+      const version = pick([1, 2, 3]);
+      const c = { cmd, attrs } as unknown as Command;
+      const want = outcome(() => referenceEncodeParts(version, c));
+      expect(outcome(() => new StreamEncoder(version).encodeParts(c))).toBe(want);
+      kinds.add(want.startsWith('error ') ? want.slice(6).split(':')[0] : 'ok');
+    }
+    // success and each kind of refusal were exercised
+    expect([...kinds].sort()).toEqual(['ERR_OUT_OF_RANGE', 'STREAM_ENCODE', 'TypeError', 'ok']);
+  });
+
+  it('matches the reference on every command of the kernel fixtures', () => {
+    for (const f of fixtures()) {
+      let version = 1;
+      for (const it of decodeChunks(f.stream)) {
+        if (it.kind === 'header') version = it.version;
+        else expect(Buffer.concat(new StreamEncoder(version).encodeParts(it)).equals(Buffer.concat(referenceEncodeParts(version, it)))).toBe(true);
+      }
+    }
+  });
+
+  it('passes file data through as the caller\'s Buffer, after a head it never reuses', () => {
+    const enc = new StreamEncoder(2);
+    const data = Buffer.alloc(5000, 3);
+    const parts = enc.encodeParts({ cmd: Cmd.WRITE, attrs: { path: p('f'), fileOffset: 0n, data } });
+    expect(parts).toHaveLength(2);
+    expect(parts[1]).toBe(data);
+    const head = Buffer.from(parts[0]);
+    for (let i = 0; i < 100; i++) enc.encodeParts({ cmd: Cmd.CHMOD, attrs: { path: p(`x${i}`), mode: 0o644n } });
+    expect(parts[0].equals(head)).toBe(true);
   });
 });
