@@ -2,10 +2,10 @@
  * Generations and block hashes: turn a fresh walk plus the parent snapshot's
  * index into the records of the new index.
  *
- * Owns: the change key, block hashing, and which transid each inode and
- * block carries. An incremental send from parent P takes every inode or
- * extent whose generation is above P's transid, so these rules decide what
- * is sent:
+ * Owns: the change key, block hashing, sub-block digests, and which transid
+ * each inode and block carries. An incremental send from parent P takes
+ * every inode or extent whose generation is above P's transid, so these
+ * rules decide what is sent:
  *
  * - An inode is the parent's inode when ino, birth and type match. A reused
  *   inode number (different birth) is a new inode.
@@ -16,6 +16,18 @@
  * - A changed or new file is read and hashed in fixed BLOCK_SIZE blocks. A
  *   new inode's blocks all get the new transid; a changed file's block keeps
  *   the parent block's generation when offset, length and hash are equal.
+ * - Files of SUB_DIGEST_MIN_FILE bytes and more also get keyed 8-byte digests
+ *   of every 4 KiB slice (Extent.sub), so the planner can send only the
+ *   slices of a changed block that differ. The block hash (unkeyed SHA-256,
+ *   16 bytes) is unchanged from format 1 and stays the evidence of change
+ *   (src/diff/manifest.ts builds on it). A block whose hash equals the
+ *   parent's block at that offset takes the parent's digests, so only
+ *   changed blocks pay for the keyed pass.
+ * - Reflink volumes (`parentCopy`): a changed file's frozen copy and the
+ *   parent's frozen copy are compared with FS_IOC_FIEMAP; a block whose every
+ *   byte maps to the same physical address in both, through extents flagged
+ *   SHARED, still holds the parent's data and takes the parent's extent
+ *   unread. Only blocks holding a change are read.
  *
  * Holes: Node has no lseek(SEEK_DATA/SEEK_HOLE) and sys() does not bind it,
  * so holes come from FS_IOC_FIEMAP where the filesystem supports it (a block
@@ -23,49 +35,151 @@
  * read); elsewhere (tmpfs) an all-zero block is recorded as a hole. Either
  * way a hole (hash null) reads as zeros, which is all the sender needs.
  *
- * The parent index is consumed as a stream (merge-join on ino); never does
- * this module hold it in memory.
+ * The parent index is consumed as a stream (merge-join on ino); this module
+ * never holds it in memory. With `parentCopy` it keeps the parent's
+ * directory names (to find a file in the parent's copy) and the parent
+ * records of changed files until they are hashed.
  */
-import { createHash } from 'node:crypto';
+import { createHash, Hash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { Extent, InodeRecord } from '../model/inode';
-import { FIEMAP_EXTENT_UNWRITTEN, sys } from '../sys/linux';
+import { Extent, InodeRecord, Link, SUB_BLOCK_SIZE, SUB_DIGEST_BYTES, SUB_DIGEST_MIN_FILE } from '../model/inode';
+import { FiemapExtent, FIEMAP_EXTENT_DELALLOC, FIEMAP_EXTENT_SHARED, FIEMAP_EXTENT_UNKNOWN, FIEMAP_EXTENT_UNWRITTEN, sys } from '../sys/linux';
 import { WalkEntry } from './walker';
 
 export const BLOCK_SIZE = 128 * 1024;
 const HASH_BYTES = 16;
 const STABLE_TRIES = 3;
 const ZERO = Buffer.alloc(BLOCK_SIZE);
+/** Bytes of a sub-digest key. */
+export const SUB_KEY_BYTES = 32;
+
+// FIEMAP extent flags (linux/fiemap.h) beyond those src/sys exports.
+const FIEMAP_EXTENT_ENCODED = 0x8;
+const FIEMAP_EXTENT_DATA_ENCRYPTED = 0x80;
+const FIEMAP_EXTENT_NOT_ALIGNED = 0x100;
+const FIEMAP_EXTENT_DATA_INLINE = 0x200;
+const FIEMAP_EXTENT_DATA_TAIL = 0x400;
+/** Extents whose physical address says nothing reliable about their data. */
+const NOT_COMPARABLE =
+  FIEMAP_EXTENT_UNKNOWN |
+  FIEMAP_EXTENT_DELALLOC |
+  FIEMAP_EXTENT_DATA_ENCRYPTED |
+  FIEMAP_EXTENT_NOT_ALIGNED |
+  FIEMAP_EXTENT_DATA_INLINE |
+  FIEMAP_EXTENT_DATA_TAIL |
+  FIEMAP_EXTENT_UNWRITTEN;
 
 /** Content hash of one block: SHA-256 truncated to 16 bytes. */
 export function blockHash(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest().subarray(0, HASH_BYTES);
 }
 
-/** The data ranges of a file from FIEMAP, or undefined where unsupported. */
-function dataRanges(fd: number, size: bigint): Array<[bigint, bigint]> | undefined {
-  let ext;
+/**
+ * Keyed digests of a block's SUB_BLOCK_SIZE slices: for each slice, the first
+ * SUB_DIGEST_BYTES of SHA-256(key ‖ 32 zero bytes ‖ slice). The key makes
+ * crafted 64-bit collisions impossible for anyone who cannot read the index.
+ */
+export class SubDigester {
+  private readonly base: Hash;
+
+  constructor(readonly key: Buffer) {
+    if (key.length !== SUB_KEY_BYTES) throw new Error(`sub-digest key must be ${SUB_KEY_BYTES} bytes`);
+    this.base = createHash('sha256').update(key).update(Buffer.alloc(64 - SUB_KEY_BYTES));
+  }
+
+  digest(block: Buffer): Buffer {
+    const n = Math.ceil(block.length / SUB_BLOCK_SIZE);
+    const out = Buffer.allocUnsafe(n * SUB_DIGEST_BYTES);
+    for (let i = 0; i < n; i++) {
+      const slice = block.subarray(i * SUB_BLOCK_SIZE, (i + 1) * SUB_BLOCK_SIZE);
+      this.base.copy().update(slice).digest().copy(out, i * SUB_DIGEST_BYTES, 0, SUB_DIGEST_BYTES);
+    }
+    return out;
+  }
+}
+
+/** Bytes read from disk to hash, and bytes taken from the parent unread (FIEMAP). */
+export interface ReadCounter {
+  read: number;
+  shared: number;
+}
+
+/** Everything FIEMAP reports for a file, or undefined where unsupported. */
+function fiemapAll(fd: number, size: bigint): FiemapExtent[] | undefined {
   try {
-    ext = sys().fiemap(fd, 0n, size);
+    return sys().fiemap(fd, 0n, size);
   } catch {
     return undefined;
   }
-  if (ext === undefined) return undefined;
-  return ext.filter((e) => !(e.flags & FIEMAP_EXTENT_UNWRITTEN)).map((e) => [e.logical, e.logical + e.length] as [bigint, bigint]);
+}
+
+/** Index of the first extent that ends after `pos` (extents sorted by logical offset). */
+function firstEnding(ext: FiemapExtent[], pos: bigint): number {
+  let lo = 0;
+  let hi = ext.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ext[mid].logical + ext[mid].length <= pos) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
- * Hash an open file's blocks over [0, size). Returns one hash per block,
- * null for holes. Reads at most BLOCK_SIZE at a time.
+ * True when every byte of [start, end) of the new file maps, through a
+ * written extent flagged SHARED, to the same physical byte as the same
+ * offset of the parent's copy: the range still holds the parent's data.
  */
-export function hashBlocks(fd: number, size: bigint): Array<Buffer | null> {
-  const out: Array<Buffer | null> = [];
+export function sharedRange(mine: FiemapExtent[], theirs: FiemapExtent[], start: bigint, end: bigint): boolean {
+  let pos = start;
+  let i = firstEnding(mine, pos);
+  let j = firstEnding(theirs, pos);
+  while (pos < end) {
+    const a = mine[i];
+    const b = theirs[j];
+    if (!a || !b || a.logical > pos || b.logical > pos) return false;
+    if (a.flags & NOT_COMPARABLE || b.flags & NOT_COMPARABLE || !(a.flags & FIEMAP_EXTENT_SHARED)) return false;
+    if (a.physical === 0n || b.physical === 0n) return false;
+    if ((a.flags | b.flags) & FIEMAP_EXTENT_ENCODED) {
+      // Compressed: addresses are not linear inside the extent; only the very same extent counts.
+      if (a.logical !== b.logical || a.physical !== b.physical || a.length !== b.length) return false;
+    } else if (a.physical + (pos - a.logical) !== b.physical + (pos - b.logical)) return false;
+    const aEnd = a.logical + a.length;
+    const bEnd = b.logical + b.length;
+    pos = aEnd < bEnd ? aEnd : bEnd;
+    if (pos === aEnd) i++;
+    if (pos === bEnd) j++;
+  }
+  return true;
+}
+
+/** One block as hashed: null for a hole; `reused` when taken from the parent unread. */
+export type BlockDigest = { hash: Buffer; sub?: Buffer; reused?: Extent } | null;
+
+export interface HashOptions {
+  /** Record sub-block digests (files of SUB_DIGEST_MIN_FILE and more). */
+  sub?: SubDigester;
+  /** The parent's extents: a block with the same hash takes the parent's sub digests instead of computing them. */
+  prev?: Extent[];
+  /** The parent's frozen copy's FIEMAP (with `prev`): blocks still shared are not read. */
+  theirs?: FiemapExtent[];
+  counter?: ReadCounter;
+}
+
+/**
+ * Hash an open file's blocks over [0, size). Returns one digest per block,
+ * null for holes. Reads at most BLOCK_SIZE at a time, and nothing for holes
+ * or blocks still shared with the parent.
+ */
+export function hashBlocks(fd: number, size: bigint, o: HashOptions = {}): BlockDigest[] {
+  const out: BlockDigest[] = [];
   if (size === 0n) return out;
-  const ranges = dataRanges(fd, size);
+  const mine = fiemapAll(fd, size);
+  const ranges = mine?.filter((e) => !(e.flags & FIEMAP_EXTENT_UNWRITTEN)).map((e) => [e.logical, e.logical + e.length] as [bigint, bigint]);
   const buf = Buffer.allocUnsafe(BLOCK_SIZE);
   const bs = BigInt(BLOCK_SIZE);
   let r = 0;
-  for (let off = 0n; off < size; off += bs) {
+  for (let off = 0n, i = 0; off < size; off += bs, i++) {
     const len = Number(size - off < bs ? size - off : bs);
     if (ranges) {
       while (r < ranges.length && ranges[r][1] <= off) r++;
@@ -75,16 +189,31 @@ export function hashBlocks(fd: number, size: bigint): Array<Buffer | null> {
         continue;
       }
     }
+    const p = o.prev?.[i];
+    const same = p && p.hash && p.offset === off && p.length === len && !!p.sub === !!o.sub ? p : undefined;
+    if (mine && same && o.theirs && sharedRange(mine, o.theirs, off, off + BigInt(len))) {
+      out.push({ hash: same.hash!, sub: same.sub, reused: same });
+      if (o.counter) o.counter.shared += len;
+      continue;
+    }
     let got = 0;
     while (got < len) {
       const n = fs.readSync(fd, buf, got, len - got, off + BigInt(got));
       if (n === 0) break; // shrank under us: the rest reads as zeros
       got += n;
     }
+    if (o.counter) o.counter.read += got;
     if (got < len) buf.fill(0, got, len);
     const block = buf.subarray(0, len);
-    if (!ranges && block.equals(ZERO.subarray(0, len))) out.push(null);
-    else out.push(blockHash(block));
+    if (!ranges && block.equals(ZERO.subarray(0, len))) {
+      out.push(null);
+      continue;
+    }
+    const hash = blockHash(block);
+    if (!o.sub) out.push({ hash });
+    // An unchanged block's digests are the parent's (the keyed pass costs more than the block hash).
+    else if (same?.hash!.equals(hash)) out.push({ hash, sub: same.sub });
+    else out.push({ hash, sub: o.sub.digest(block) });
   }
   return out;
 }
@@ -117,16 +246,47 @@ export interface HashSource {
   live: boolean;
 }
 
+export interface HashRecordOptions {
+  /** Sub-block digests for files of SUB_DIGEST_MIN_FILE bytes and more. */
+  sub?: SubDigester;
+  /** The parent's record of this inode (same identity). */
+  prev?: InodeRecord;
+  /** Reflink volumes: the absolute path of the parent's frozen copy of this inode. */
+  prevCopy?: Buffer;
+  counter?: ReadCounter;
+}
+
+/** FIEMAP of the parent's frozen copy, when the copy is there and its size agrees with the parent's record. */
+function parentLayout(p: { rec: InodeRecord; copy: Buffer }): FiemapExtent[] | undefined {
+  if (!p.rec.extents || p.rec.size === 0n) return undefined;
+  let fd: number;
+  try {
+    fd = openNoFollow(p.copy);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fs.fstatSync(fd, { bigint: true });
+    if (!st.isFile() || st.size !== p.rec.size) return undefined;
+    return fiemapAll(fd, st.size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * Hash a file, re-reading it while it changes underneath (live trees). On a
  * live tree the record's size and times are updated to what was read.
  */
-export function hashRecord(rec: InodeRecord, src: HashSource, warn: (m: string) => void): Array<Buffer | null> {
+export function hashRecord(rec: InodeRecord, src: HashSource, warn: (m: string) => void, o: HashRecordOptions = {}): BlockDigest[] {
   const fd = openNoFollow(src.path);
   try {
     for (let attempt = 1; ; attempt++) {
       const before = fs.fstatSync(fd, { bigint: true });
-      const hashes = hashBlocks(fd, before.size);
+      const sub = o.sub && before.size >= BigInt(SUB_DIGEST_MIN_FILE) ? o.sub : undefined;
+      // A frozen copy cannot change, so what FIEMAP says stays true while it is read.
+      const theirs = !src.live && o.prev && o.prevCopy ? parentLayout({ rec: o.prev, copy: o.prevCopy }) : undefined;
+      const hashes = hashBlocks(fd, before.size, { sub, prev: o.prev?.extents, theirs, counter: o.counter });
       if (!src.live) return hashes;
       const after = fs.fstatSync(fd, { bigint: true });
       if (after.ino !== rec.ino) {
@@ -184,19 +344,26 @@ export function namesOrMetaDiffer(a: InodeRecord, b: InodeRecord): boolean {
   return a.rdev !== b.rdev;
 }
 
-function buildExtents(size: bigint, hashes: Array<Buffer | null>, transid: bigint, parent?: Extent[]): Extent[] {
+function buildExtents(size: bigint, hashes: BlockDigest[], transid: bigint, parent?: Extent[]): Extent[] {
   const out: Extent[] = [];
   const bs = BigInt(BLOCK_SIZE);
   for (let i = 0; i < hashes.length; i++) {
     const offset = BigInt(i) * bs;
     const length = Number(size - offset < bs ? size - offset : bs);
-    const hash = hashes[i];
+    const d = hashes[i];
+    if (d?.reused) {
+      out.push(d.reused);
+      continue;
+    }
+    const hash = d ? d.hash : null;
     let generation = transid;
     const p = parent?.[i];
     if (p && p.offset === offset && p.length === length && (p.hash === null ? hash === null : hash !== null && p.hash.equals(hash))) {
       generation = p.generation;
     }
-    out.push({ offset, length, generation, hash });
+    const x: Extent = { offset, length, generation, hash };
+    if (d?.sub) x.sub = d.sub;
+    out.push(x);
   }
   return out;
 }
@@ -209,6 +376,18 @@ export interface GenerationOptions {
   /** Where to read a changed file's data (default: the walked path, live). */
   source?: (e: WalkEntry) => HashSource;
   onWarning?: (m: string) => void;
+  /**
+   * Key for sub-block digests (SUB_KEY_BYTES); without it none are recorded.
+   * Must be the parent index's key when that has one (digests of a block
+   * whose hash did not change are taken from the parent).
+   */
+  subKey?: Buffer;
+  /**
+   * Reflink volumes: absolute path of the parent snapshot's frozen copy.
+   * Blocks of a changed file still shared with the parent's copy there
+   * (FIEMAP) take the parent's extent without being read.
+   */
+  parentCopy?: Buffer;
 }
 
 export interface GenerationStats {
@@ -218,6 +397,48 @@ export interface GenerationStats {
   /** Files read and hashed. */
   hashedFiles: number;
   hashedBytes: bigint;
+  /** Bytes actually read from disk to hash them (holes and shared blocks are not read). */
+  readBytes: bigint;
+  /** Bytes taken from the parent's record unread because FIEMAP shows them shared. */
+  sharedBytes: bigint;
+}
+
+const SLASH = Buffer.from('/');
+
+/** The parent's directory names, to spell a parent inode's path in its frozen copy. */
+class ParentNames {
+  root: bigint | undefined;
+  private readonly dirs = new Map<bigint, Link>();
+  private readonly memo = new Map<bigint, Buffer | null>();
+
+  see(r: InodeRecord): void {
+    if (r.type !== 'dir') return;
+    if (r.links.length === 0) this.root = r.ino;
+    else this.dirs.set(r.ino, r.links[0]);
+  }
+
+  private dirPath(ino: bigint, depth: number): Buffer | null {
+    if (ino === this.root) return Buffer.alloc(0);
+    const known = this.memo.get(ino);
+    if (known !== undefined) return known;
+    const l = this.dirs.get(ino);
+    let p: Buffer | null = null;
+    if (l && depth < 4096) {
+      const up = this.dirPath(l.parent, depth + 1);
+      if (up) p = up.length ? Buffer.concat([up, SLASH, l.name]) : l.name;
+    }
+    this.memo.set(ino, p);
+    return p;
+  }
+
+  /** Relative path of a parent inode's first name, or undefined when the names do not lead to the root. */
+  pathOf(r: InodeRecord): Buffer | undefined {
+    const l = r.links[0];
+    if (!l) return undefined;
+    const up = this.dirPath(l.parent, 0);
+    if (up === null) return undefined;
+    return up.length ? Buffer.concat([up, SLASH, l.name]) : l.name;
+  }
 }
 
 /**
@@ -228,7 +449,12 @@ export async function assignGenerations(entries: WalkEntry[], opts: GenerationOp
   const warn = opts.onWarning ?? (() => undefined);
   const source = opts.source ?? ((e: WalkEntry) => ({ path: e.path, live: true }));
   const { transid } = opts;
-  const stats: GenerationStats = { inodes: entries.length, changed: 0, hashedFiles: 0, hashedBytes: 0n };
+  const stats: GenerationStats = { inodes: entries.length, changed: 0, hashedFiles: 0, hashedBytes: 0n, readBytes: 0n, sharedBytes: 0n };
+  const counter: ReadCounter = { read: 0, shared: 0 };
+  const sub = opts.subKey ? new SubDigester(opts.subKey) : undefined;
+  const names = opts.parentCopy ? new ParentNames() : undefined;
+  /** Changed files of a reflink volume, hashed once every parent directory name is known. */
+  const later: Array<{ rec: InodeRecord; e: WalkEntry; prev: InodeRecord }> = [];
   const it = opts.parent
     ? Symbol.asyncIterator in opts.parent
       ? (opts.parent as AsyncIterable<InodeRecord>)[Symbol.asyncIterator]()
@@ -242,7 +468,16 @@ export async function assignGenerations(entries: WalkEntry[], opts: GenerationOp
     if (r.done) {
       done = true;
       p = undefined;
-    } else p = r.value;
+    } else {
+      p = r.value;
+      names?.see(p);
+    }
+  };
+  const hash = (rec: InodeRecord, e: WalkEntry, prev?: InodeRecord, prevCopy?: Buffer) => {
+    const hashes = hashRecord(rec, source(e), warn, { sub, prev, prevCopy, counter });
+    stats.hashedFiles++;
+    stats.hashedBytes += rec.size;
+    return hashes;
   };
   await next();
   try {
@@ -250,32 +485,39 @@ export async function assignGenerations(entries: WalkEntry[], opts: GenerationOp
       const rec = e.rec;
       while (p && p.ino < rec.ino) await next();
       const prev = p && p.ino === rec.ino && sameIdentity(p, rec) ? p : undefined;
-      const hash = () => {
-        const hashes = hashRecord(rec, source(e), warn);
-        stats.hashedFiles++;
-        stats.hashedBytes += rec.size;
-        return hashes;
-      };
       if (prev && sameKey(prev, rec) && (rec.type !== 'file' || prev.extents)) {
         rec.generation = namesOrMetaDiffer(prev, rec) ? transid : prev.generation;
         if (rec.type === 'file') rec.extents = prev.extents;
       } else if (prev) {
         rec.generation = transid;
         if (rec.type === 'file') {
-          const h = hash();
-          rec.extents = buildExtents(rec.size, h, transid, prev.extents);
+          if (names && prev.extents) later.push({ rec, e, prev });
+          else {
+            const h = hash(rec, e, prev); // may update rec.size (live trees)
+            rec.extents = buildExtents(rec.size, h, transid, prev.extents);
+          }
         }
       } else {
         rec.generation = transid;
         if (rec.type === 'file') {
-          const h = hash();
+          const h = hash(rec, e);
           rec.extents = buildExtents(rec.size, h, transid);
         }
       }
       if (rec.generation === transid) stats.changed++;
     }
+    if (later.length) {
+      while (!done) await next(); // the rest of the parent's directory names
+      for (const { rec, e, prev } of later) {
+        const rel = names!.pathOf(prev);
+        const h = hash(rec, e, prev, rel ? Buffer.concat([opts.parentCopy!, SLASH, rel]) : undefined);
+        rec.extents = buildExtents(rec.size, h, transid, prev.extents);
+      }
+    }
   } finally {
     if (it && !done && it.return) await it.return();
   }
+  stats.readBytes = BigInt(counter.read);
+  stats.sharedBytes = BigInt(counter.shared);
   return stats;
 }

@@ -6,8 +6,8 @@
  * Owns: the receiver-tree model (where every inode is right now on the
  * receiving side), orphan names, the order of name operations, and which
  * data/metadata commands an inode needs. Never touches the filesystem: file
- * content comes through the caller's DataSource, and only `splitWrite` is
- * taken from src/stream/.
+ * content comes through the caller's DataSource, and only `splitWrite` and
+ * the WRITE size limit are taken from src/stream/.
  *
  * Invariants:
  *  - every path in an emitted command is valid in the modelled receiver tree
@@ -16,12 +16,22 @@
  *  - the output is a pure function of the inputs: same records and data,
  *    same commands, byte for byte (iteration follows ino and name order only);
  *  - a surviving inode is never deleted and recreated: moves are RENAMEs,
- *    extra names are LINKs.
+ *    extra names are LINKs;
+ *  - data: a changed block is sent as the 4 KiB slices whose sub-block
+ *    digests differ from the parent's block at that offset (whole block when
+ *    either side has none, or the digests disagree with the block hash), or
+ *    as a CLONE of a block with the same 16-byte hash that the receiver
+ *    already has: in the parent snapshot, or earlier in this stream. A CLONE
+ *    is 4 KiB-aligned, never overlaps its source in one file, ends at both
+ *    files' EOF when its length is not aligned, and is emitted only where it
+ *    is smaller than the WRITEs it replaces (docs/planner.md "Data").
  */
 import { FerryError } from '../errors';
 import { Cmd, Command, CommandAttrs, Timespec } from '../model/command';
-import { InodeRecord, InodeType } from '../model/inode';
+import { Extent, InodeRecord, InodeType, SUB_BLOCK_SIZE, SUB_DIGEST_BYTES } from '../model/inode';
+import { maxWriteBytes } from '../stream/constants';
 import { splitWrite } from '../stream/encoder';
+import { BlockTable } from './block-table';
 
 export interface PlanSnapshot {
   uuid: Buffer;
@@ -29,6 +39,11 @@ export interface PlanSnapshot {
   rootIno: bigint;
   /** Sorted by ino. */
   records: InodeRecord[];
+  /**
+   * Identifies the key of the records' sub-block digests (IndexHeader.subKey).
+   * Digests of two snapshots are compared only when both have the same one.
+   */
+  subKey?: string;
 }
 
 /** Reads file content of the CHILD snapshot (by the child-snapshot-relative path, raw bytes), chunked by the caller. */
@@ -40,6 +55,8 @@ export interface PlanOptions {
   version: 1 | 2;
   /** Snapshot name for SUBVOL/SNAPSHOT PATH. */
   name: Buffer;
+  /** Send blocks the receiver already has as CLONE (default true). */
+  clone?: boolean;
 }
 
 const CAPABILITY = 'security.capability';
@@ -123,6 +140,9 @@ class Plan {
   readonly touched = new Set<Node>();
   private readonly reservedRootNames = new Set<string>();
   private readonly childPaths = new Map<Node, Buffer>();
+  private readonly oldPaths = new Map<Node, Buffer | null>();
+  /** Incremental sends: the parent snapshot's inodes by number, and its root's. */
+  parentIndex?: { byIno: Map<bigint, Node>; rootIno: bigint };
 
   constructor(
     rootIno: bigint,
@@ -162,6 +182,28 @@ class Plan {
   join(parent: Node, name: Buffer): Buffer {
     const pp = this.path(parent);
     return pp.length ? Buffer.concat([pp, SLASH, name]) : name;
+  }
+
+  /**
+   * Path of an inode in the parent snapshot (a CLONE source there), or
+   * undefined when its names there do not lead to the root.
+   */
+  oldPath(n: Node, depth = 0): Buffer | undefined {
+    const known = this.oldPaths.get(n);
+    if (known !== undefined) return known ?? undefined;
+    let p: Buffer | null = null;
+    const l = n.old?.links[0];
+    const idx = this.parentIndex;
+    if (l && idx && depth < 4096) {
+      if (l.parent === idx.rootIno) p = l.name;
+      else {
+        const d = idx.byIno.get(l.parent);
+        const up = d && d.isDir ? this.oldPath(d, depth + 1) : undefined;
+        if (up) p = Buffer.concat([up, SLASH, l.name]);
+      }
+    }
+    this.oldPaths.set(n, p);
+    return p ?? undefined;
   }
 
   /** Path in the sent snapshot (for reading data). */
@@ -326,6 +368,114 @@ interface ContentCtx {
   plan: Plan;
   data: DataSource;
   version: 1 | 2;
+  /** Sub-block digests of the parent and the sent snapshot were made with the same key. */
+  subs: boolean;
+  /** Where content the receiver already has can be cloned from; undefined when CLONE is off. */
+  clones?: Clones;
+}
+
+/** CLONE offsets and lengths are multiples of this, except a range that ends at both files' EOF. */
+const CLONE_ALIGN = 4096;
+/** Longest single CLONE (the kernel's largest extent, BTRFS_MAX_EXTENT_SIZE). */
+const MAX_CLONE_LEN = 128n * 1024n * 1024n;
+/** CLONE bytes besides its two paths: header, FILE_OFFSET, CLONE_LEN, CLONE_CTRANSID, CLONE_OFFSET, CLONE_UUID, two TLV headers. */
+const CLONE_OVERHEAD = 10 + 4 * 12 + 20 + 2 * 4;
+/** WRITE bytes besides its path and data: header, PATH TLV header, FILE_OFFSET, DATA TLV header. */
+const WRITE_OVERHEAD = 10 + 4 + 12 + 4;
+
+/** A block the receiver holds: of the parent snapshot (root 0, read-only there) or of the snapshot being received (root 1). */
+interface CloneLoc {
+  node: Node;
+  root: 0 | 1;
+  block: number;
+}
+
+/**
+ * Blocks the receiver already has, by content hash. The first location
+ * added for a hash wins: the parent's blocks (in ino order) before the
+ * sent snapshot's (in the order the stream completes them).
+ */
+class Clones {
+  private readonly table = new BlockTable();
+  private readonly locs: CloneLoc[] = [];
+
+  constructor(
+    readonly sent: { uuid: Buffer; ctransid: bigint },
+    readonly parent: { uuid: Buffer; ctransid: bigint } | undefined,
+    /** Only hashes the stream will need (incremental sends); undefined: every block (full sends). */
+    private readonly wanted: BlockTable | undefined,
+  ) {}
+
+  add(node: Node, root: 0 | 1, block: number, x: Extent): void {
+    if (!x.hash || (this.wanted && !this.wanted.has(x.hash))) return;
+    if (this.table.add(x.hash, this.locs.length)) this.locs.push({ node, root, block });
+  }
+
+  find(hash: Buffer): CloneLoc | undefined {
+    const i = this.table.get(hash);
+    return i < 0 ? undefined : this.locs[i];
+  }
+}
+
+/** Whether a block can be a CLONE source or destination at all (alignment; never a possibly inline first sector). */
+function cloneable(x: Extent, size: bigint): boolean {
+  if (!x.hash || x.offset % BigInt(CLONE_ALIGN) !== 0n) return false;
+  if (x.length % CLONE_ALIGN !== 0 && x.offset + BigInt(x.length) !== size) return false;
+  // A single sector at offset 0 may be an inline extent on a btrfs receiver; the kernel never clones it either.
+  return !(x.offset === 0n && x.length <= CLONE_ALIGN);
+}
+
+/** The record's extent at `offset` (block `i` in ferry's fixed-size layout). */
+function extentAt(r: InodeRecord, i: number, offset: bigint): Extent | undefined {
+  const xs = r.extents;
+  if (!xs) return undefined;
+  if (xs[i]?.offset === offset) return xs[i];
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid].offset < offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return xs[lo]?.offset === offset ? xs[lo] : undefined;
+}
+
+/**
+ * The byte ranges of a changed block the receiver does not have: the
+ * SUB_BLOCK_SIZE slices whose digests differ from the parent's block at the
+ * same offset. The whole block when either side has no digests, or when no
+ * digest differs although the hash does (64 bits never outvote 128).
+ */
+function changedSlices(ctx: ContentCtx, x: Extent, ox: Extent | undefined): Array<[bigint, bigint]> {
+  const whole: Array<[bigint, bigint]> = [[x.offset, x.offset + BigInt(x.length)]];
+  if (!ctx.subs || !x.sub || !ox?.hash || !ox.sub) return whole;
+  const out: Array<[bigint, bigint]> = [];
+  const n = Math.ceil(x.length / SUB_BLOCK_SIZE);
+  const d = SUB_DIGEST_BYTES;
+  for (let k = 0; k < n; k++) {
+    const at = k * SUB_BLOCK_SIZE;
+    const len = Math.min(SUB_BLOCK_SIZE, x.length - at);
+    const oldLen = Math.min(SUB_BLOCK_SIZE, ox.length - at);
+    if (oldLen === len && x.sub.compare(ox.sub, k * d, k * d + d, k * d, k * d + d) === 0) continue;
+    const s = x.offset + BigInt(at);
+    const e = s + BigInt(len);
+    const last = out[out.length - 1];
+    if (last && last[1] === s) last[1] = e;
+    else out.push([s, e]);
+  }
+  return out.length ? out : whole;
+}
+
+/** One CLONE being planned: it grows while the next blocks continue the same source. */
+interface CloneRun {
+  loc: CloneLoc;
+  src: InodeRecord;
+  srcPath: Buffer;
+  srcStart: bigint;
+  dstStart: bigint;
+  len: bigint;
+  /** Source block that would extend the run. */
+  next: number;
 }
 
 function* readWrites(ctx: ContentCtx, dst: Buffer, src: Buffer, start: bigint, end: bigint): Generator<Command> {
@@ -359,23 +509,89 @@ function mergeRanges(rs: Array<[bigint, bigint]>): Array<[bigint, bigint]> {
 
 /**
  * Data commands for a file. `since` undefined: everything (new inode).
- * Returns the end offset of the last byte written (0n when none).
+ * Returns the end offset of the last byte written or cloned (0n when none),
+ * and whether any command changed data (which drops file capabilities).
  */
-function* fileData(ctx: ContentCtx, n: Node, since: bigint | undefined): Generator<Command, bigint> {
+function* fileData(ctx: ContentCtx, n: Node, since: bigint | undefined): Generator<Command, { end: bigint; touched: boolean }> {
+  const { plan, clones } = ctx;
   const r = n.neu!;
-  const dst = ctx.plan.path(n);
-  const src = ctx.plan.childPath(n);
+  const dst = plan.path(n);
+  const src = plan.childPath(n);
+  const old = since !== undefined ? n.old : undefined;
+  /** The file's size on the receiver before its data commands (they grow it only up to the block being planned). */
+  const sizeBefore = old ? old.size : 0n;
+  const maxWrite = maxWriteBytes(ctx.version);
   const writes: Array<[bigint, bigint]> = [];
   const holes: Array<[bigint, bigint]> = [];
-  for (const x of r.extents ?? []) {
-    if (since !== undefined && x.generation <= since) continue;
+  const runs: CloneRun[] = [];
+  let run: CloneRun | undefined;
+  /** Block i of this file holds the sent snapshot's data on the receiver once the commands before block i+1 are applied. */
+  const done = (i: number, x: Extent) => {
+    if (clones && cloneable(x, r.size)) clones.add(n, 1, i, x);
+  };
+  const extend = (i: number, x: Extent): boolean => {
+    if (!run || run.dstStart + run.len !== x.offset || run.len + BigInt(x.length) > MAX_CLONE_LEN) return false;
+    const sx = run.src.extents?.[run.next];
+    if (!sx?.hash || sx.offset !== run.srcStart + run.len || sx.length !== x.length || !sx.hash.equals(x.hash!)) return false;
+    if (!cloneable(sx, run.src.size)) return false;
+    // Within this file: only blocks already planned, and the source must end before the destination starts.
+    if (run.loc.root === 1 && run.loc.node === n && (run.next >= i || run.srcStart + run.len + BigInt(x.length) > run.dstStart)) return false;
+    run.len += BigInt(x.length);
+    run.next++;
+    return true;
+  };
+  const start = (i: number, x: Extent, slices: Array<[bigint, bigint]>): CloneRun | undefined => {
+    const loc = clones!.find(x.hash!);
+    if (!loc) return undefined;
+    const srcRec = loc.root === 0 ? loc.node.old! : loc.node.neu!;
+    const sx = srcRec.extents?.[loc.block];
+    if (!sx || sx.length !== x.length || !cloneable(sx, srcRec.size)) return undefined;
+    if (loc.root === 1 && loc.node === n && loc.block >= i) return undefined;
+    const srcPath = loc.root === 0 ? plan.oldPath(loc.node) : plan.path(loc.node);
+    if (srcPath === undefined) return undefined;
+    const cloneCost = CLONE_OVERHEAD + dst.length + srcPath.length;
+    let writeCost = 0;
+    for (const [s, e] of slices) writeCost += Number(e - s) + Math.ceil(Number(e - s) / maxWrite) * (WRITE_OVERHEAD + dst.length);
+    if (cloneCost >= writeCost) return undefined;
+    return { loc, src: srcRec, srcPath, srcStart: sx.offset, dstStart: x.offset, len: BigInt(x.length), next: loc.block + 1 };
+  };
+  const exts = r.extents ?? [];
+  for (let i = 0; i < exts.length; i++) {
+    const x = exts[i];
     const end = x.offset + BigInt(x.length);
     if (end > r.size) throw new FerryError('DIFF_INDEX_CORRUPT', 'extent beyond end of file', { context: { ino: r.ino, offset: x.offset } });
-    (x.hash ? writes : holes).push([x.offset, end]);
+    if (!x.hash) {
+      if (since === undefined || x.generation > since) holes.push([x.offset, end]);
+      run = undefined;
+      continue;
+    }
+    const ox = old ? extentAt(old, i, x.offset) : undefined;
+    // Unchanged since the parent (by generation, or the very same content back again).
+    if ((since !== undefined && x.generation <= since) || (ox?.hash && ox.length === x.length && ox.hash.equals(x.hash))) {
+      run = undefined;
+      done(i, x);
+      continue;
+    }
+    const slices = changedSlices(ctx, x, ox);
+    // An unaligned tail may only be cloned where it ends at the receiver's EOF.
+    if (clones && cloneable(x, r.size) && (x.length % CLONE_ALIGN === 0 || sizeBefore <= end)) {
+      if (extend(i, x)) {
+        done(i, x);
+        continue;
+      }
+      run = start(i, x, slices);
+      if (run) {
+        runs.push(run);
+        done(i, x);
+        continue;
+      }
+    }
+    run = undefined;
+    writes.push(...slices);
+    done(i, x);
   }
   // Holes that replaced data of the parent's version: punch (v2) or zero (v1).
   const punches: Array<[bigint, bigint]> = [];
-  const old = n.old;
   if (since !== undefined && old && holes.length) {
     const oldData = mergeRanges(
       (old.extents ?? []).filter((x) => x.hash).map((x): [bigint, bigint] => [x.offset, x.offset + BigInt(x.length)]),
@@ -388,24 +604,39 @@ function* fileData(ctx: ContentCtx, n: Node, since: bigint | undefined): Generat
       }
     }
   }
+  type Op = { s: bigint; e: bigint; kind: 'write' | 'punch' | 'clone'; run?: CloneRun };
+  const ops: Op[] = [
+    ...mergeRanges(writes).map(([s, e]): Op => ({ s, e, kind: 'write' })),
+    ...mergeRanges(punches).map(([s, e]): Op => ({ s, e, kind: 'punch' })),
+    ...runs.map((c): Op => ({ s: c.dstStart, e: c.dstStart + c.len, kind: 'clone', run: c })),
+  ].sort((a, b) => (a.s < b.s ? -1 : a.s > b.s ? 1 : 0));
   let writeEnd = 0n;
-  const ops: Array<[bigint, bigint, boolean]> = [
-    ...mergeRanges(writes).map(([s, e]): [bigint, bigint, boolean] => [s, e, true]),
-    ...mergeRanges(punches).map(([s, e]): [bigint, bigint, boolean] => [s, e, false]),
-  ].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  for (const [s, e, isData] of ops) {
-    if (isData) {
-      yield* readWrites(ctx, dst, src, s, e);
-      if (e > writeEnd) writeEnd = e;
+  for (const op of ops) {
+    if (op.kind === 'write') {
+      yield* readWrites(ctx, dst, src, op.s, op.e);
+    } else if (op.kind === 'clone') {
+      const c = op.run!;
+      const from = c.loc.root === 0 ? clones!.parent! : clones!.sent;
+      plan.emit(Cmd.CLONE, {
+        fileOffset: c.dstStart,
+        cloneLen: c.len,
+        path: dst,
+        cloneUuid: from.uuid,
+        cloneCtransid: from.ctransid,
+        clonePath: c.srcPath,
+        cloneOffset: c.srcStart,
+      });
+      yield* drain(plan);
     } else if (ctx.version >= 2) {
-      ctx.plan.emit(Cmd.FALLOCATE, { path: dst, fallocateMode: FALLOC_PUNCH_KEEP_SIZE, fileOffset: s, size: e - s });
-      yield* drain(ctx.plan);
+      plan.emit(Cmd.FALLOCATE, { path: dst, fallocateMode: FALLOC_PUNCH_KEEP_SIZE, fileOffset: op.s, size: op.e - op.s });
+      yield* drain(plan);
+      continue; // punching keeps the size: not a write end
     } else {
-      yield* zeroWrites(ctx, dst, s, e);
-      if (e > writeEnd) writeEnd = e;
+      yield* zeroWrites(ctx, dst, op.s, op.e);
     }
+    if (op.e > writeEnd) writeEnd = op.e;
   }
-  return writeEnd;
+  return { end: writeEnd, touched: ops.length > 0 };
 }
 
 function* drain(plan: Plan): Generator<Command> {
@@ -444,8 +675,8 @@ function* content(ctx: ContentCtx, n: Node, since: bigint | undefined): Generato
   yield* drain(plan);
   let dropsCap = false;
   if (r.type === 'file') {
-    const writeEnd = yield* fileData(ctx, n, o ? since : undefined);
-    if (writeEnd > 0n) dropsCap = true;
+    const { end: writeEnd, touched } = yield* fileData(ctx, n, o ? since : undefined);
+    if (touched) dropsCap = true;
     const oldSize = o ? o.size : 0n;
     const grownByWrites = r.size > oldSize && writeEnd === r.size;
     if (r.size !== oldSize && !grownByWrites) {
@@ -493,7 +724,13 @@ export function* planFull(snap: PlanSnapshot, data: DataSource, opts: PlanOption
   }
   if (!plan.root.neu) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory', { context: { ino: snap.rootIno } });
   attachTargets(plan, byIno, recs);
-  const ctx: ContentCtx = { plan, data, version: opts.version };
+  const ctx: ContentCtx = {
+    plan,
+    data,
+    version: opts.version,
+    subs: false,
+    clones: opts.clone === false ? undefined : new Clones({ uuid: snap.uuid, ctransid: snap.ctransid }, undefined, undefined),
+  };
 
   yield { cmd: Cmd.SUBVOL, attrs: { path: opts.name, uuid: snap.uuid, ctransid: snap.ctransid } };
   yield* content(ctx, plan.root, undefined);
@@ -519,6 +756,37 @@ export function* planFull(snap: PlanSnapshot, data: DataSource, opts: PlanOption
 
 // ---------------------------------------------------------------------------
 // Incremental send.
+
+/**
+ * Clone sources for an incremental send: the hashes of every block the
+ * stream must send, and where the parent snapshot already has them. The
+ * sent snapshot's blocks join as the stream completes them. Undefined when
+ * nothing could be cloned.
+ */
+function incrementalClones(nodes: Node[], parent: PlanSnapshot, snap: PlanSnapshot): Clones | undefined {
+  const since = parent.ctransid;
+  const wanted = new BlockTable();
+  for (const n of nodes) {
+    const r = n.neu;
+    if (!r || r.type !== 'file' || !r.extents || (n.old && r.generation <= since)) continue;
+    r.extents.forEach((x, i) => {
+      if ((n.old && x.generation <= since) || !cloneable(x, r.size)) return;
+      const ox = n.old ? extentAt(n.old, i, x.offset) : undefined;
+      if (ox?.hash && ox.length === x.length && ox.hash.equals(x.hash!)) return;
+      wanted.add(x.hash!, 0);
+    });
+  }
+  if (wanted.size === 0) return undefined;
+  const clones = new Clones({ uuid: snap.uuid, ctransid: snap.ctransid }, { uuid: parent.uuid, ctransid: parent.ctransid }, wanted);
+  for (const n of nodes) {
+    const o = n.old;
+    if (!o || o.type !== 'file' || !o.extents) continue;
+    o.extents.forEach((x, i) => {
+      if (cloneable(x, o.size)) clones.add(n, 0, i, x);
+    });
+  }
+  return clones;
+}
 
 /**
  * Phases (docs/planner.md):
@@ -549,14 +817,20 @@ export function* planIncremental(parent: PlanSnapshot, snap: PlanSnapshot, data:
     const r = newRecs[j];
     if (o && (!r || o.ino < r.ino)) {
       i++;
-      if (o.ino === parent.rootIno) continue;
+      if (o.ino === parent.rootIno) {
+        plan.root.old = o; // roots pair by role: a rolled-back volume's root has a new ino
+        continue;
+      }
       const n = newNode(o.ino, o.type === 'dir');
       n.old = o;
       oldByIno.set(o.ino, n);
       nodes.push(n);
     } else if (r && (!o || r.ino < o.ino)) {
       j++;
-      if (r.ino === snap.rootIno) continue;
+      if (r.ino === snap.rootIno) {
+        plan.root.neu = r;
+        continue;
+      }
       const n = newNode(r.ino, r.type === 'dir');
       n.neu = r;
       newByIno.set(r.ino, n);
@@ -571,7 +845,22 @@ export function* planIncremental(parent: PlanSnapshot, snap: PlanSnapshot, data:
         continue;
       }
       if (o.ino === parent.rootIno || r.ino === snap.rootIno) {
-        throw new FerryError('DIFF_INDEX_CORRUPT', 'root directory differs between snapshots', { context: { ino: o.ino } });
+        // One side's root shares its ino with an ordinary inode of the other (after a rollback).
+        if (o.ino === parent.rootIno) plan.root.old = o;
+        else {
+          const n = newNode(o.ino, o.type === 'dir');
+          n.old = o;
+          oldByIno.set(o.ino, n);
+          nodes.push(n);
+        }
+        if (r.ino === snap.rootIno) plan.root.neu = r;
+        else {
+          const n = newNode(r.ino, r.type === 'dir');
+          n.neu = r;
+          newByIno.set(r.ino, n);
+          nodes.push(n);
+        }
+        continue;
       }
       const same =
         o.birth === r.birth &&
@@ -616,7 +905,14 @@ export function* planIncremental(parent: PlanSnapshot, snap: PlanSnapshot, data:
     }
   }
   attachTargets(plan, newByIno, newRecs);
-  const ctx: ContentCtx = { plan, data, version: opts.version };
+  plan.parentIndex = { byIno: oldByIno, rootIno: parent.rootIno };
+  const ctx: ContentCtx = {
+    plan,
+    data,
+    version: opts.version,
+    subs: parent.subKey !== undefined && parent.subKey === snap.subKey,
+    clones: opts.clone === false ? undefined : incrementalClones(nodes, parent, snap),
+  };
 
   yield {
     cmd: Cmd.SNAPSHOT,

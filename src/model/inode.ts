@@ -23,7 +23,23 @@ export interface Extent {
   generation: bigint;
   /** SHA-256 (truncated to 16 bytes) of the block's content, or null for a hole. */
   hash: Buffer | null;
+  /**
+   * Sub-block digests: SUB_DIGEST_BYTES per SUB_BLOCK_SIZE slice of the
+   * block (the last slice may be short), each the first bytes of SHA-256 over
+   * the index's secret sub-digest key followed by the slice. They only say
+   * *where* inside a block whose `hash` changed the change is; `hash` stays
+   * the evidence that it changed. Absent for holes, for files below
+   * SUB_DIGEST_MIN_FILE, and in indexes written before format 2.
+   */
+  sub?: Buffer;
 }
+
+/** Granularity of change localisation inside a block (the usual filesystem sector). */
+export const SUB_BLOCK_SIZE = 4096;
+/** Bytes kept of each keyed sub-block digest (64 bits; never the only evidence of a change). */
+export const SUB_DIGEST_BYTES = 8;
+/** Files smaller than this get no sub-block digests (a change re-sends at most this much). */
+export const SUB_DIGEST_MIN_FILE = 64 * 1024;
 
 export interface InodeRecord {
   ino: bigint;

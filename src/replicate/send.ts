@@ -11,10 +11,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../errors';
 import { InodeRecord } from '../model/inode';
-import { loadIndex } from '../diff/index-file';
+import { openIndex } from '../diff/index-file';
 import { DataSource, PlanSnapshot, planFull, planIncremental } from '../diff/planner';
 import { StreamEncoder } from '../stream/encoder';
 import { SnapshotInfo, getSnapshot, openVolume } from '../volume/volume';
+import { sendBtrfs } from './send-btrfs';
 
 export interface SnapshotRef {
   volume: string;
@@ -37,10 +38,16 @@ function uuidBytes(u: string): Buffer {
 }
 
 async function planSnapshot(info: SnapshotInfo): Promise<PlanSnapshot> {
-  const records = await loadIndex(info.indexPath);
+  const f = await openIndex(info.indexPath);
+  const records: InodeRecord[] = [];
+  try {
+    for await (const b of f.batches) for (const r of b) records.push(r);
+  } finally {
+    await f.close();
+  }
   const root = records.find((r) => r.type === 'dir' && r.links.length === 0);
   if (!root) throw new FerryError('DIFF_INDEX_CORRUPT', 'index has no root directory', { context: { index: info.indexPath } });
-  return { uuid: uuidBytes(info.meta.uuid), ctransid: BigInt(info.meta.transid), rootIno: root.ino, records };
+  return { uuid: uuidBytes(info.meta.uuid), ctransid: BigInt(info.meta.transid), rootIno: root.ino, records, subKey: f.header.subKey };
 }
 
 /** Relative path (raw bytes) of every regular file's first name, by path key. */
@@ -77,6 +84,8 @@ function filePaths(snap: PlanSnapshot): Map<string, InodeRecord> {
 class TreeDataSource implements DataSource {
   private open: { key: string; fd: number } | undefined;
   readonly changed: string[] = [];
+  /** File data bytes read for the stream. */
+  bytesRead = 0;
 
   constructor(
     private readonly root: string,
@@ -125,6 +134,7 @@ class TreeDataSource implements DataSource {
       if (n === 0) break;
       got += n;
     }
+    this.bytesRead += got;
     // A file that shrank since the snapshot reads short; the stream still
     // promises `length` bytes, so the rest is zeros (and it was reported).
     return buf;
@@ -148,6 +158,8 @@ export interface SendOptions {
 export interface SendResult {
   /** Live files that no longer matched the index (index volumes). */
   changed: string[];
+  /** File data bytes read to make the stream (set when the generator finishes). */
+  dataBytesRead?: number;
 }
 
 /** The stream's bytes, in order. `result` is filled in when the generator finishes. */
@@ -162,9 +174,14 @@ export async function* sendSnapshot(opts: SendOptions, result: SendResult = { ch
       });
     }
     parentInfo = getSnapshot(vol, opts.parent.name);
-    if (BigInt(parentInfo.meta.transid) >= BigInt(info.meta.transid)) {
+    if (info.meta.method !== 'btrfs' && BigInt(parentInfo.meta.transid) >= BigInt(info.meta.transid)) {
       throw new FerryError('USAGE', `parent ${opts.parent.name} is not older than ${opts.snapshot.name}`);
     }
+  }
+  if (info.meta.method === 'btrfs') {
+    // btrfs volumes: the kernel writes the stream (./send-btrfs.ts).
+    yield* sendBtrfs({ snapshot: info, parent: parentInfo, version: opts.version });
+    return;
   }
   const snap = await planSnapshot(info);
   const parent = parentInfo ? await planSnapshot(parentInfo) : undefined;
@@ -182,4 +199,5 @@ export async function* sendSnapshot(opts: SendOptions, result: SendResult = { ch
     data.close();
   }
   result.changed.push(...data.changed);
+  result.dataBytesRead = data.bytesRead;
 }

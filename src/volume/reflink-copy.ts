@@ -8,7 +8,8 @@
  * clearing that again so a snapshot can be removed.
  *
  * Never: follows a symlink in the live tree (opens are O_NOFOLLOW); copies
- * data (a file that can't be cloned fails the snapshot with VOLUME_METHOD).
+ * data for a snapshot (a file that can't be cloned fails the snapshot with
+ * VOLUME_METHOD; only a rollback from another filesystem asks to copy).
  *
  * Invariant: the copy's paths equal the live tree's paths at snapshot time,
  * so a sender finds an inode's data by the path its links spell; inode
@@ -59,8 +60,8 @@ function applyMeta(p: Buffer, rec: InodeRecord): void {
   s.lutimens(p, ts(rec.atimeNs), ts(rec.mtimeNs));
 }
 
-/** Clone one live file into `dst`, re-cloning while it changes; updates the record's stat. */
-function cloneInto(src: Buffer, dst: Buffer, rec: InodeRecord, warn: (m: string) => void): void {
+/** Clone one live file into `dst`, re-cloning while it changes; updates the record's stat. `copy`: copy where cloning is refused. */
+function cloneInto(src: Buffer, dst: Buffer, rec: InodeRecord, warn: (m: string) => void, copy = false): void {
   const s = sys();
   const sfd = fs.openSync(src, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
   try {
@@ -70,10 +71,14 @@ function cloneInto(src: Buffer, dst: Buffer, rec: InodeRecord, warn: (m: string)
         const before = fs.fstatSync(sfd, { bigint: true });
         if (attempt > 1) fs.ftruncateSync(dfd, 0);
         if (!s.cloneFile(sfd, dfd)) {
-          throw new FerryError('VOLUME_METHOD', 'reflink snapshot failed: the filesystem refused FICLONE', {
-            context: { file: src.toString() },
-            hint: 'initialize the volume with --method index on this filesystem',
-          });
+          if (!copy) {
+            throw new FerryError('VOLUME_METHOD', 'reflink snapshot failed: the filesystem refused FICLONE', {
+              context: { file: src.toString() },
+              hint: 'initialize the volume with --method index on this filesystem',
+            });
+          }
+          s.copyRange(sfd, 0n, dfd, 0n, before.size);
+          fs.ftruncateSync(dfd, Number(before.size));
         }
         const after = fs.fstatSync(sfd, { bigint: true });
         const stable = before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs;
@@ -98,8 +103,10 @@ function cloneInto(src: Buffer, dst: Buffer, rec: InodeRecord, warn: (m: string)
 /**
  * Build the frozen copy of `entries` (from walkTree, sorted by ino) under
  * `dest` (which must not exist). File records take the stat of what was cloned.
+ * `copyWhereNoClone`: copy a file's data (copy_file_range) where FICLONE is
+ * refused, instead of failing (rollback from a copy on another filesystem).
  */
-export function buildReflinkCopy(entries: WalkEntry[], dest: string, warn: (m: string) => void): void {
+export function buildReflinkCopy(entries: WalkEntry[], dest: string, warn: (m: string) => void, opts: { copyWhereNoClone?: boolean } = {}): void {
   const destB = Buffer.from(path.resolve(dest));
   fs.mkdirSync(destB, { mode: 0o700 });
   const at = (e: WalkEntry) => (e.rel.length ? Buffer.concat([destB, SLASH, e.rel]) : destB);
@@ -121,7 +128,7 @@ export function buildReflinkCopy(entries: WalkEntry[], dest: string, warn: (m: s
     try {
       switch (rec.type) {
         case 'file':
-          cloneInto(e.path, p, rec, warn);
+          cloneInto(e.path, p, rec, warn, opts.copyWhereNoClone);
           break;
         case 'symlink':
           fs.symlinkSync(rec.target!, p);

@@ -10,7 +10,9 @@
  *   DIR/.ferry/lock
  *   DIR/.ferry/snapshots/<name>/meta.json   SnapshotMeta
  *   DIR/.ferry/snapshots/<name>/index       see src/diff/index-file.ts
- *   DIR/.ferry/snapshots/<name>/tree/       reflink only: the frozen copy (root immutable)
+ *   DIR/.ferry/snapshots/<name>/tree/       reflink: the frozen copy (root immutable)
+ *   DIR/.ferry/snapshots/<name>/tree/<name> btrfs: the read-only subvolume snapshot (named
+ *                                           as the snapshot: kernel streams carry that name)
  *   DIR/.ferry/snapshots/.tmp-<uuid>/       a snapshot being built or killed
  *
  * Invariants: a snapshot exists exactly when DIR/.ferry/snapshots/<name>
@@ -18,23 +20,38 @@
  * appears, and leftovers (.tmp-*) are removed by the next snapshot. Transids
  * only grow. For `index` volumes the snapshot's data is the live tree.
  *
- * Method `btrfs` is detected but not implemented yet: `auto` on btrfs picks
- * `reflink` (btrfs clones files), and `--method btrfs` fails with
- * VOLUME_METHOD.
+ * Method `btrfs` (DIR is a btrfs subvolume; see ./btrfs.ts): DIR/.ferry is
+ * a subvolume of its own, so a snapshot of DIR (and a kernel send of it)
+ * holds neither ferry's metadata nor older snapshots. A snapshot is
+ * `btrfs subvolume snapshot -r DIR .../tree`; its uuid and transid are the
+ * subvolume's uuid and ctransid exactly as `btrfs send` puts them in a
+ * stream, so catalogs agree whoever sent it. Its index is built by walking
+ * the frozen snapshot (same inode numbers as DIR; only files whose change
+ * key moved are read, so the first snapshot reads everything once). Two
+ * snapshots with no change between them share a ctransid; snapshots are
+ * ordered by transid, then creation time. `volume.json`'s counter is not
+ * used by btrfs volumes.
+ *
+ * A rollback (./rollback.ts) replaces the live tree; `rolledBackTo` in
+ * volume.json names the snapshot it now equals, and the next snapshot
+ * records that as its parent (generations are still assigned against the
+ * newest snapshot: see rollback.ts for why that keeps every incremental
+ * send correct).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../errors';
 import { faultPoint } from '../model/fault';
 import { InodeRecord } from '../model/inode';
-import { assignGenerations, GenerationStats } from '../diff/generations';
+import { assignGenerations, GenerationStats, SUB_KEY_BYTES } from '../diff/generations';
 import { openIndex, writeIndex } from '../diff/index-file';
 import { FERRY_DIR_NAME, WalkEntry, walkTree } from '../diff/walker';
 import { sys } from '../sys/linux';
 import { fsyncDir, writeFileAtomic } from './atomic';
 import { Lock } from './lock';
 import { buildReflinkCopy, setImmutable } from './reflink-copy';
+import { createSubvolume, deleteSubvolume, haveBtrfsProgs, isNestedSubvolumeStub, isSubvolume, snapshotSubvolume, streamIdentity } from './btrfs';
 
 export type SnapshotMethod = 'btrfs' | 'reflink' | 'index';
 export type InitMethod = SnapshotMethod | 'auto';
@@ -49,6 +66,8 @@ export interface VolumeMeta {
   /** Transid of the newest snapshot taken (decimal string); 0 before the first. */
   transid: string;
   created: string;
+  /** Set by a rollback: the snapshot the live tree was made equal to (the next snapshot's parent). */
+  rolledBackTo?: { uuid: string; name: string };
 }
 
 export interface Volume {
@@ -71,6 +90,10 @@ export interface SnapshotCounts {
   changed: number;
   hashedFiles: number;
   hashedBytes: string;
+  /** Bytes read from disk to hash changed files (decimal string; absent before format 2 indexes). */
+  readBytes?: string;
+  /** Bytes of changed files taken from the parent unread, still shared with its frozen copy (reflink). */
+  sharedBytes?: string;
 }
 
 export interface SnapshotMeta {
@@ -166,14 +189,32 @@ export function initVolume(dir: string, method: InitMethod = 'auto'): Volume {
     throw new FerryError('USAGE', `unknown method ${JSON.stringify(method)}`, { hint: 'use auto, btrfs, reflink or index' });
   }
   const ferryDir = path.join(abs, FERRY_DIR_NAME);
-  fs.mkdirSync(ferryDir, { recursive: true, mode: 0o700 });
-  let chosen: SnapshotMethod;
-  if (method === 'btrfs') {
-    throw new FerryError('VOLUME_METHOD', 'method btrfs is not implemented yet', {
+  const where = isBtrfsSubvolume(abs);
+  // auto picks btrfs only where it can work: a subvolume, btrfs-progs, and root (btrfs send needs CAP_SYS_ADMIN).
+  const btrfsOk = where.subvolume && haveBtrfsProgs() && process.getuid?.() === 0;
+  if (method === 'btrfs' && !btrfsOk) {
+    throw new FerryError('VOLUME_METHOD', `method btrfs does not work here: ${!where.btrfs ? 'DIR is not on btrfs' : !where.subvolume ? 'DIR is not a btrfs subvolume' : !haveBtrfsProgs() ? 'btrfs-progs is not installed' : 'it needs root'}`, {
       context: { dir },
-      hint: isBtrfsSubvolume(abs).btrfs ? 'use --method reflink (btrfs clones files) or auto' : 'DIR is not on btrfs; use auto',
+      hint: where.btrfs && !where.subvolume ? 'make DIR a subvolume (btrfs subvolume create DIR), or use --method reflink' : 'use auto',
     });
+  }
+  let chosen: SnapshotMethod;
+  if (method === 'btrfs' || (method === 'auto' && btrfsOk)) {
+    // .ferry is a subvolume of its own, so snapshots of DIR never contain it.
+    if (fs.existsSync(ferryDir)) {
+      if (!isSubvolume(ferryDir)) {
+        try {
+          fs.rmdirSync(ferryDir);
+        } catch {
+          throw new FerryError('VOLUME_METHOD', 'DIR/.ferry exists and is not empty', { context: { dir }, hint: 'move DIR/.ferry away first' });
+        }
+      }
+    }
+    if (!fs.existsSync(ferryDir)) createSubvolume(ferryDir);
+    fs.chmodSync(ferryDir, 0o700);
+    chosen = 'btrfs';
   } else if (method === 'reflink') {
+    fs.mkdirSync(ferryDir, { recursive: true, mode: 0o700 });
     if (!probeReflink(ferryDir)) {
       throw new FerryError('VOLUME_METHOD', 'method reflink does not work here: the filesystem cannot clone files (FICLONE)', {
         context: { dir },
@@ -182,8 +223,10 @@ export function initVolume(dir: string, method: InitMethod = 'auto'): Volume {
     }
     chosen = 'reflink';
   } else if (method === 'index') {
+    fs.mkdirSync(ferryDir, { recursive: true, mode: 0o700 });
     chosen = 'index';
   } else {
+    fs.mkdirSync(ferryDir, { recursive: true, mode: 0o700 });
     chosen = probeReflink(ferryDir) ? 'reflink' : 'index';
   }
   fs.mkdirSync(path.join(ferryDir, 'snapshots'), { recursive: true, mode: 0o700 });
@@ -199,6 +242,10 @@ export function openVolume(dir: string): Volume {
     text = fs.readFileSync(volumeFile(abs), 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      // A rollback killed while DIR/.ferry sat in its clone beside DIR: finish it, then open.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { recoverInterruptedRollback } = require('./rollback') as typeof import('./rollback');
+      if (recoverInterruptedRollback(abs)) return openVolume(dir);
       throw notFound(dir, 'not a ferry volume (no .ferry/volume.json)');
     }
     throw e;
@@ -239,7 +286,7 @@ function infoFor(vol: Volume, dir: string, meta: SnapshotMeta): SnapshotInfo {
     meta,
     dir,
     indexPath: path.join(dir, 'index'),
-    dataRoot: meta.method === 'reflink' ? path.join(dir, 'tree') : vol.dir,
+    dataRoot: meta.method === 'index' ? vol.dir : meta.method === 'btrfs' ? path.join(dir, 'tree', meta.name) : path.join(dir, 'tree'),
   };
 }
 
@@ -268,7 +315,8 @@ export function listSnapshots(vol: Volume): SnapshotInfo[] {
   out.sort((a, b) => {
     const x = BigInt(a.meta.transid);
     const y = BigInt(b.meta.transid);
-    return x < y ? -1 : x > y ? 1 : 0;
+    // Equal transids (btrfs: no change between two snapshots): creation time, then name.
+    return x < y ? -1 : x > y ? 1 : a.meta.created < b.meta.created ? -1 : a.meta.created > b.meta.created ? 1 : a.meta.name < b.meta.name ? -1 : a.meta.name > b.meta.name ? 1 : 0;
   });
   return out;
 }
@@ -281,9 +329,17 @@ export function getSnapshot(vol: Volume, name: string): SnapshotInfo {
   return s;
 }
 
-/** Remove a directory that may hold an immutable snapshot tree. */
-function removeSnapshotDir(dir: string): void {
-  setImmutable(path.join(dir, 'tree'), false);
+/** Remove a directory that may hold an immutable snapshot tree or a btrfs snapshot subvolume. */
+export function removeSnapshotDir(dir: string): void {
+  const tree = path.join(dir, 'tree');
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(tree);
+  } catch {
+    /* no tree */
+  }
+  for (const n of names) if (isSubvolume(path.join(tree, n))) deleteSubvolume(path.join(tree, n));
+  setImmutable(tree, false);
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
@@ -311,6 +367,8 @@ export interface SnapshotOptions {
   onWarning?: (message: string) => void;
   /** Clock for the default name (tests). */
   now?: Date;
+  /** The caller already holds the volume lock (rollback's --keep-old snapshot). */
+  lockHeld?: boolean;
 }
 
 export interface SnapshotResult extends SnapshotInfo {
@@ -318,7 +376,7 @@ export interface SnapshotResult extends SnapshotInfo {
 }
 
 function counts(entries: WalkEntry[], g: GenerationStats): SnapshotCounts {
-  const c: SnapshotCounts = { inodes: entries.length, files: 0, dirs: 0, symlinks: 0, other: 0, bytes: '0', changed: g.changed, hashedFiles: g.hashedFiles, hashedBytes: g.hashedBytes.toString() };
+  const c: SnapshotCounts = { inodes: entries.length, files: 0, dirs: 0, symlinks: 0, other: 0, bytes: '0', changed: g.changed, hashedFiles: g.hashedFiles, hashedBytes: g.hashedBytes.toString(), readBytes: g.readBytes.toString(), sharedBytes: g.sharedBytes.toString() };
   let bytes = 0n;
   for (const { rec } of entries) {
     if (rec.type === 'file') {
@@ -340,15 +398,12 @@ function counts(entries: WalkEntry[], g: GenerationStats): SnapshotCounts {
 export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
   const name = opts.name ?? defaultSnapshotName(opts.now);
   validateSnapshotName(name);
-  if (vol.meta.method === 'btrfs') {
-    throw new FerryError('VOLUME_METHOD', 'method btrfs is not implemented yet', { context: { dir: vol.dir } });
-  }
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  const lock = Lock.acquire(path.join(vol.ferryDir, 'lock'), `snapshot ${name}`);
+  const lock = opts.lockHeld ? undefined : Lock.acquire(path.join(vol.ferryDir, 'lock'), `snapshot ${name}`);
   try {
     const root = snapshotsDir(vol);
     fs.mkdirSync(root, { recursive: true, mode: 0o700 });
@@ -362,63 +417,85 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
     }
     // Re-read the counter under the lock; a killed snapshot's transid is never reused.
     const current = openVolume(vol.dir).meta;
-    const transid = BigInt(current.transid) + 1n;
+    let transid = BigInt(current.transid) + 1n;
     const newMeta: VolumeMeta = { ...current, transid: transid.toString() };
     writeFileAtomic(volumeFile(vol.dir), JSON.stringify(newMeta, null, 2) + '\n');
     vol.meta = newMeta;
 
-    const uuid = randomUUID();
+    let uuid: string = randomUUID();
     const tmp = path.join(root, `${TMP_PREFIX}${uuid}`);
     fs.mkdirSync(tmp, { mode: 0o700 });
 
-    const entries = walkTree(vol.dir, { onWarning: warn });
-    faultPoint('snapshot:after-walk');
     const method = vol.meta.method;
     const treeDir = path.join(tmp, 'tree');
+    // btrfs: the kernel's read-only snapshot is the frozen tree (same inode
+    // numbers as DIR), named as the snapshot; its identity is the one kernel
+    // streams of it carry.
+    const frozen = method === 'btrfs' ? path.join(treeDir, name) : treeDir;
+    if (method === 'btrfs') {
+      fs.mkdirSync(treeDir, { mode: 0o700 });
+      snapshotSubvolume(vol.dir, frozen, { readonly: true });
+      const id = await streamIdentity(frozen);
+      uuid = id.uuid;
+      transid = id.ctransid;
+    }
+    const entries = walkTree(method === 'btrfs' ? frozen : vol.dir, {
+      onWarning: method === 'btrfs' ? (m) => isNestedSubvolumeStub(m) || warn(m) : warn,
+    });
+    faultPoint('snapshot:after-walk');
     if (method === 'reflink') buildReflinkCopy(entries, treeDir, warn);
 
     // Parent: the newest snapshot whose index is intact.
     const snaps = listSnapshots(vol);
     let parent: SnapshotInfo | undefined;
     let parentRecords: AsyncIterable<InodeRecord> | undefined;
+    let subKey: Buffer | undefined;
     for (let i = snaps.length - 1; i >= 0 && !parent; i--) {
       try {
         const f = await openIndex(snaps[i].indexPath);
         parent = snaps[i];
         parentRecords = f.records;
+        // Sub-block digests compare only under one key: inherit the parent's.
+        const k = f.header.subKey ? Buffer.from(f.header.subKey, 'hex') : undefined;
+        if (k?.length === SUB_KEY_BYTES) subKey = k;
       } catch (e) {
         if (!(e instanceof FerryError)) throw e;
         warn(`ignored snapshot ${snaps[i].meta.name} as a parent: ${e.message}`);
       }
     }
 
-    const treeB = Buffer.from(path.resolve(treeDir));
+    const treeB = Buffer.from(path.resolve(frozen));
+    subKey ??= randomBytes(SUB_KEY_BYTES);
     const g = await assignGenerations(entries, {
+      subKey,
+      parentCopy: method === 'reflink' && parent?.meta.method === 'reflink' ? Buffer.from(path.resolve(parent.dir, 'tree')) : undefined,
       transid,
       parent: parentRecords,
       onWarning: warn,
       source:
-        method === 'reflink'
+        method !== 'index'
           ? (e) => ({ path: Buffer.concat([treeB, Buffer.from('/'), e.rel]), live: false })
           : (e) => ({ path: e.path, live: true }),
     });
 
     await writeIndex(
       path.join(tmp, 'index'),
-      { uuid, transid: transid.toString(), parentUuid: parent?.meta.uuid ?? null, volumeUuid: vol.meta.uuid },
+      { uuid, transid: transid.toString(), parentUuid: parent?.meta.uuid ?? null, volumeUuid: vol.meta.uuid, subKey: subKey.toString('hex') },
       (function* () {
         for (const e of entries) yield e.rec;
       })(),
     );
     faultPoint('snapshot:after-index');
+    // After a rollback the live tree descends from the snapshot rolled back to.
+    const base = (current.rolledBackTo && snaps.find((x) => x.meta.uuid === current.rolledBackTo!.uuid)) || parent;
     const meta: SnapshotMeta = {
       format: 1,
       name,
       uuid,
       transid: transid.toString(),
-      parentUuid: parent?.meta.uuid ?? null,
-      parentName: parent?.meta.name ?? null,
-      parentTransid: parent?.meta.transid ?? null,
+      parentUuid: base?.meta.uuid ?? null,
+      parentName: base?.meta.name ?? null,
+      parentTransid: base?.meta.transid ?? null,
       volumeUuid: vol.meta.uuid,
       created: new Date().toISOString(),
       method,
@@ -448,8 +525,14 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
     }
     fsyncDir(root);
     faultPoint('snapshot:after-rename');
+    if (current.rolledBackTo) {
+      const m = openVolume(vol.dir).meta;
+      delete m.rolledBackTo;
+      writeFileAtomic(volumeFile(vol.dir), JSON.stringify(m, null, 2) + '\n');
+      vol.meta = m;
+    }
     return { ...infoFor(vol, final, meta), warnings };
   } finally {
-    lock.release();
+    lock?.release();
   }
 }

@@ -6,17 +6,22 @@
  * mtime, ctime, mode, uid, gid, nlink, birth, links, xattrs, target) is
  * unchanged keeps the parent's generation (and extents); otherwise it gets
  * the new transid, and each 128 KiB block keeps the parent's generation when
- * its hash is unchanged. All-zero blocks are holes (hash null).
+ * its hash is unchanged. All-zero blocks are holes (hash null). Files of
+ * SUB_DIGEST_MIN_FILE bytes and more get sub-block digests under TEST_SUB_KEY,
+ * as the real index does, so planner tests send changed 4 KiB slices.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { SUB_KEY_BYTES, SubDigester } from '../../src/diff/generations';
 import { DataSource, PlanSnapshot } from '../../src/diff/planner';
 import { readXattrs, typeOf } from '../../src/diff/walker';
-import { Extent, InodeRecord, Link } from '../../src/model/inode';
+import { Extent, InodeRecord, Link, SUB_DIGEST_MIN_FILE } from '../../src/model/inode';
 import { FIEMAP_EXTENT_UNWRITTEN, sys } from '../../src/sys/linux';
 
 export const BLOCK = 128 * 1024;
 const ZERO = Buffer.alloc(BLOCK);
+export const TEST_SUB_KEY = Buffer.alloc(SUB_KEY_BYTES, 7);
+const digester = new SubDigester(TEST_SUB_KEY);
 
 function extentsOf(file: Buffer, size: bigint, gen: bigint, old?: InodeRecord): Extent[] {
   const out: Extent[] = [];
@@ -34,7 +39,9 @@ function extentsOf(file: Buffer, size: bigint, gen: bigint, old?: InodeRecord): 
       const hash = b.equals(ZERO.subarray(0, b.length)) ? null : createHash('sha256').update(b).digest().subarray(0, 16);
       const prev = oldByOffset.get(off);
       const same = prev && prev.length === b.length && (prev.hash === null ? hash === null : hash !== null && prev.hash.equals(hash));
-      out.push({ offset: off, length: b.length, generation: same ? prev.generation : gen, hash });
+      const x: Extent = { offset: off, length: b.length, generation: same ? prev.generation : gen, hash };
+      if (hash && size >= BigInt(SUB_DIGEST_MIN_FILE)) x.sub = digester.digest(b);
+      out.push(x);
     }
   } finally {
     fs.closeSync(fd);
@@ -126,7 +133,7 @@ export function capture(root: string, opts: CaptureOptions): PlanSnapshot {
       r.extents = extentsOf(paths.get(r.ino)!, r.size, opts.transid, old && old.type === r.type && old.birth === r.birth ? old : undefined);
     }
   }
-  return { uuid: opts.uuid, ctransid: opts.transid, rootIno: rootSt.ino, records };
+  return { uuid: opts.uuid, ctransid: opts.transid, rootIno: rootSt.ino, records, subKey: TEST_SUB_KEY.toString('hex') };
 }
 
 /** Reads the live tree (the "child snapshot" of a test). */

@@ -569,6 +569,46 @@ const FERRY: Scenario[] = [
     child: 'xfs_io -c "pwrite -S 0x02 1000000 70000" -c "pwrite -S 0x03 3M 100001" big >/dev/null',
     needs: ['xfs_io'],
   },
+  {
+    id: 'f-scattered-4k',
+    title: 'scattered 4 KiB writes into a big file: across a block boundary, at the unaligned tail, past EOF',
+    source: 'ferry',
+    parent: 'head -c 2500000 /dev/urandom > img',
+    child:
+      'for o in 4096 135168 1048576 1052672 131072; do head -c 4096 /dev/urandom | dd of=img bs=4096 seek=$((o / 4096)) conv=notrunc status=none; done; ' +
+      'head -c 6000 /dev/urandom | dd of=img bs=1 seek=260000 conv=notrunc status=none; ' +
+      'head -c 3000 /dev/urandom | dd of=img bs=1 seek=2498000 conv=notrunc status=none',
+  },
+  {
+    id: 'f-cp-large',
+    title: 'cp of a large file (unaligned size) beside it, into a new directory, and over a bigger file',
+    source: 'ferry',
+    parent: 'head -c 3146728 /dev/urandom > big; head -c 4000000 /dev/urandom > over; mkdir d',
+    child: 'cp big big.copy; cp big d/again; cp big over',
+  },
+  {
+    id: 'f-dup-in-tree',
+    title: 'files duplicated within the tree, in the full and the incremental stream (clone sources earlier in the same stream)',
+    source: 'ferry',
+    parent: 'echo x > keep; head -c 700000 /dev/urandom > p1; mkdir pd; cp p1 pd/p2; head -c 3000 /dev/urandom > tiny; cp tiny tiny2',
+    child: 'mkdir -p a b; head -c 1200000 /dev/urandom > a/x; cp a/x b/y; cat a/x a/x > b/twice; ln b/y a/hard',
+  },
+  {
+    id: 'f-repeated-blocks',
+    title: 'a new file made of one 128 KiB block repeated (in-file clones must not overlap their source)',
+    source: 'ferry',
+    parent: 'echo x > x',
+    child: 'head -c 131072 /dev/urandom > a; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do cat a; done > rep; head -c 5000 /dev/urandom >> rep',
+  },
+  {
+    id: 'f-block-moved',
+    title: 'blocks moved within a file: whole 128 KiB blocks, and a 4 KiB-aligned run',
+    source: 'ferry',
+    parent: 'head -c 2097152 /dev/urandom > f; head -c 1048576 /dev/urandom > g',
+    child:
+      'dd if=f of=f bs=128K skip=2 seek=9 count=3 conv=notrunc status=none; ' +
+      'dd if=g of=g bs=4K skip=5 seek=200 count=7 conv=notrunc status=none',
+  },
 ];
 
 export const SCENARIOS: Scenario[] = [...SECTION_7, ...FERRY];

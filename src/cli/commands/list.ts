@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { Exit, FerryError } from '../../errors';
 import { Catalog, FERRY_DIR } from '../../volume/catalog';
 import { listSnapshots, openVolume, volumeFile } from '../../volume/volume';
+import { rollbackMetadataBeside } from '../../volume/rollback';
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -26,7 +27,8 @@ function humanBytes(s: string): string {
 
 export async function runList(dir: string, o: { json?: boolean }): Promise<number> {
   const out: string[] = [];
-  if (fs.existsSync(volumeFile(dir))) {
+  // (a rollback killed mid-swap keeps the metadata beside DIR; openVolume finishes it)
+  if (fs.existsSync(volumeFile(dir)) || rollbackMetadataBeside(path.resolve(dir))) {
     const vol = openVolume(dir);
     const snaps = listSnapshots(vol);
     if (o.json) {

@@ -1,8 +1,9 @@
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { InodeRecord } from '../../../src/model/inode';
-import { loadIndex, openIndex, readIndex, readIndexHeader, writeIndex } from '../../../src/diff/index-file';
+import { INDEX_VERSION, loadIndex, openIndex, readIndex, readIndexHeader, subDigestBytes, writeIndex } from '../../../src/diff/index-file';
 import { FerryError } from '../../../src/errors';
 
 function rec(ino: bigint, extra: Partial<InodeRecord> = {}): InodeRecord {
@@ -128,4 +129,83 @@ test('openIndex can be closed without reading', async () => {
   const f = await openIndex(file);
   expect(f.header.transid).toBe('7');
   await f.close();
+});
+
+// ---------------------------------------------------------------------------
+// Format 2: sub-block digests, and reading format 1.
+
+const FIXTURE_V1 = path.join(__dirname, '..', '..', 'fixtures', 'index', 'format1.index');
+
+/** Rewrite the version field and the trailing checksum, so only the version differs. */
+function withVersion(file: string, version: number): void {
+  const b = fs.readFileSync(file);
+  b.writeUInt32LE(version, 8);
+  createHash('sha256').update(b.subarray(0, b.length - 32)).digest().copy(b, b.length - 32);
+  fs.writeFileSync(file, b);
+}
+
+test('format 2 round-trips sub-block digests and the sub-digest key', async () => {
+  const file = path.join(dir, 'index');
+  const withSubs = rec(5n, {
+    extents: [
+      { offset: 0n, length: 131072, generation: 1n, hash: Buffer.alloc(16, 1), sub: randomBytes(32 * 8) },
+      { offset: 131072n, length: 131072, generation: 3n, hash: null },
+      { offset: 262144n, length: 37856, generation: 2n, hash: Buffer.alloc(16, 9), sub: randomBytes(10 * 8) },
+    ],
+  });
+  const h = { ...header, subKey: 'ab'.repeat(32) };
+  await writeIndex(file, h, [records[0], withSubs, records[2]]);
+  const f = await openIndex(file);
+  await f.close();
+  expect(f.version).toBe(INDEX_VERSION);
+  expect(f.header).toEqual(h);
+  expect(await loadIndex(file)).toEqual([records[0], withSubs, records[2]]);
+  expect(subDigestBytes(37856)).toBe(80);
+});
+
+test('a format-1 index written by the old code still loads, without sub digests', async () => {
+  const f = await openIndex(FIXTURE_V1);
+  await f.close();
+  expect(f.version).toBe(1);
+  expect(f.header.subKey).toBeUndefined();
+  const recs = await loadIndex(FIXTURE_V1);
+  expect(recs.map((r) => [r.ino, r.type])).toEqual([
+    [256n, 'dir'],
+    [257n, 'file'],
+    [258n, 'symlink'],
+  ]);
+  expect(recs[1].xattrs.map(([k, v]) => `${k}=${v}`)).toEqual(['user.k=v']);
+  expect(recs[1].extents).toEqual([
+    { offset: 0n, length: 131072, generation: 1n, hash: Buffer.alloc(16, 0xab) },
+    { offset: 131072n, length: 131072, generation: 1n, hash: null },
+    { offset: 262144n, length: 37856, generation: 1n, hash: Buffer.alloc(16, 0xcd) },
+  ]);
+  expect(recs[2].target!.toString()).toBe('f');
+});
+
+test('a format-1 index may not carry format-2 extent flags', async () => {
+  const file = path.join(dir, 'index');
+  await writeIndex(file, header, [rec(5n, { extents: [{ offset: 0n, length: 4096, generation: 1n, hash: Buffer.alloc(16, 1), sub: Buffer.alloc(8) }], size: 4096n })]);
+  withVersion(file, 1);
+  await expectCorrupt(file);
+});
+
+test('an index from a newer ferry is refused with a message that says so', async () => {
+  const file = path.join(dir, 'index');
+  await writeIndex(file, header, records);
+  withVersion(file, INDEX_VERSION + 1);
+  const err = await loadIndex(file).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(FerryError);
+  expect((err as FerryError).code).toBe('DIFF_INDEX_CORRUPT');
+  expect((err as FerryError).message).toMatch(new RegExp(`format version ${INDEX_VERSION + 1}.*reads versions 1 to ${INDEX_VERSION}`));
+  expect((err as FerryError).hint).toMatch(/upgrade ferry/);
+});
+
+test('sub digests of the wrong length, or on a hole, are refused at write time', async () => {
+  const file = path.join(dir, 'index');
+  const bad = rec(5n, { extents: [{ offset: 0n, length: 131072, generation: 1n, hash: Buffer.alloc(16, 1), sub: Buffer.alloc(31 * 8) }] });
+  await expect(writeIndex(file, header, [bad])).rejects.toThrow(/sub-block digests/);
+  const hole = rec(5n, { extents: [{ offset: 0n, length: 131072, generation: 1n, hash: null, sub: Buffer.alloc(32 * 8) }] });
+  await expect(writeIndex(file, header, [hole])).rejects.toThrow(/hole/);
+  expect(fs.readdirSync(dir)).toEqual([]);
 });
