@@ -24,6 +24,22 @@ describe('ferry dump (real binary)', () => {
     expect(r.stdout.equals(f.dump)).toBe(true);
   });
 
+  it('reads a zstd-compressed stream (as the zstd CLI writes it) from a file and from stdin', () => {
+    const f = fixtures()[0];
+    const z = spawnSync('zstd', ['-q', '-c', '-19'], { input: f.stream });
+    if (z.status !== 0) {
+      if (requireReal) throw new Error('zstd CLI missing under FERRY_REQUIRE_REAL_FS=1');
+      return;
+    }
+    const file = join(mkdtempSync(join(tmpdir(), 'ferry-dump-')), 's.btrfs-stream.zst');
+    writeFileSync(file, z.stdout);
+    for (const r of [ferry(['dump', '-f', file], { env: { TZ: 'UTC' } }), ferry(['dump'], { input: z.stdout, env: { TZ: 'UTC' } })]) {
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout.equals(f.dump)).toBe(true);
+    }
+  });
+
   it('honours TZ for utimes like progs does', () => {
     const s = encodeAll(sampleCommands(1), 1);
     const r = ferry(['dump'], { input: s, env: { TZ: 'Asia/Kolkata' } });

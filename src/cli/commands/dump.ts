@@ -1,10 +1,11 @@
 /**
  * `ferry dump [-f FILE]`: print a stream as `btrfs receive --dump` does.
  * Like progs, only the first stream of a concatenation is printed unless
- * --all is given.
+ * --all is given. zstd-compressed input is detected and decompressed.
  */
 import { decodeStream } from '../../stream/decoder';
 import { DumpFormatter } from '../../stream/dump';
+import { decompressIfZstd } from '../../transport/zstd-stream';
 import { openInput, writeAll } from '../io';
 
 export interface DumpOptions {
@@ -19,7 +20,7 @@ export async function runDump(opts: DumpOptions): Promise<number> {
   const fmt = new DumpFormatter();
   let pending: Buffer[] = [];
   let size = 0;
-  for await (const item of decodeStream(input, { firstStreamOnly: !opts.all })) {
+  for await (const item of decodeStream(decompressIfZstd(input), { firstStreamOnly: !opts.all })) {
     if (item.kind !== 'command') continue;
     const line = fmt.format(item);
     if (!line) continue;

@@ -1,9 +1,13 @@
 /**
  * `ferry receive TARGET [-f FILE]`: apply a stream from stdin or FILE and
- * print the name of each snapshot it creates, one per line.
+ * print the name of each snapshot it creates, one per line. zstd input
+ * (a `.btrfs-stream.zst` file, `zstd -c` output) is detected by its magic
+ * number and decompressed on the way. `--chain DIR [--to NAME]` replays a
+ * directory of stream files instead (src/replicate/stream-files.ts).
  */
 import { FerryError, Exit } from '../../errors';
 import { Receiver } from '../../receive/receiver';
+import { decompressIfZstd } from '../../transport/zstd-stream';
 import { openInput } from '../io';
 
 export interface ReceiveCliOptions {
@@ -13,6 +17,8 @@ export interface ReceiveCliOptions {
   expectBytes?: string;
   seed?: string;
   json?: boolean;
+  chain?: string;
+  to?: string;
 }
 
 export async function runReceive(target: string, o: ReceiveCliOptions): Promise<number> {
@@ -25,6 +31,12 @@ export async function runReceive(target: string, o: ReceiveCliOptions): Promise<
   if (!['auto', 'reflink', 'farm', 'copy'].includes(seed)) {
     throw new FerryError('USAGE', `--seed must be auto, reflink, farm or copy, got "${seed}"`);
   }
+  if (o.chain !== undefined || o.to !== undefined) {
+    if (o.chain === undefined) throw new FerryError('USAGE', '--to needs --chain DIR');
+    if (o.file !== undefined) throw new FerryError('USAGE', '--chain and -f cannot be used together');
+    const { runReceiveChain } = await import('./receive-chain');
+    return runReceiveChain(target, o.chain, { to: o.to, json: o.json, allowDevices: o.allowDevices, allowSetuid: o.allowSetuid, expectBytes, seed: seed as 'auto' });
+  }
   const input = await openInput(o.file);
   const r = new Receiver({
     target,
@@ -33,7 +45,7 @@ export async function runReceive(target: string, o: ReceiveCliOptions): Promise<
     expectBytes,
     seed: seed as 'auto',
   });
-  const done = await r.receive(input);
+  const done = await r.receive(decompressIfZstd(input));
   if (input !== process.stdin) input.destroy();
   let warnings = 0;
   for (const s of done) {
