@@ -12,6 +12,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { BenchOptions, USAGE, UsageError, parseBenchArgs } from './lib/args';
+import { budgetRows, renderBudgetLines } from './lib/budgets';
 import { resultsBlocker, runSuite } from './lib/harness';
 import { busyWarning, machineInfo } from './lib/machine';
 import { Report, SuiteOutcome, countVerdicts, reportNotes, reportRows } from './lib/report';
@@ -62,7 +63,7 @@ async function main(argv: string[]): Promise<number> {
   if (busy) process.stderr.write(`bench: warning: ${busy}\n`);
   process.stderr.write(
     `bench: ${opts.smoke ? 'smoke' : 'full'} run of ${selected.map((s) => s.name).join(', ')}; ` +
-      `${opts.reps} rep(s), seed ${opts.seed}\n`,
+      `${opts.reps} rep(s), seed ${opts.seed}, ${opts.cache} cache\n`,
   );
 
   const outcomes: SuiteOutcome[] = [];
@@ -74,6 +75,8 @@ async function main(argv: string[]): Promise<number> {
       seed: opts.seed,
       repoRoot,
       ferryBin: join(repoRoot, 'bin', 'ferry'),
+      cache: opts.cache,
+      scaleFiles: opts.scaleFiles,
     });
     if (o.status === 'skipped') process.stderr.write(`  skipped: ${o.reason}\n`);
     else if (o.status === 'crashed') process.stderr.write(`  CRASHED after ${o.seconds.toFixed(1)} s:\n${o.error}\n`);
@@ -87,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
     startedAt,
     finishedAt: new Date().toISOString(),
     mode: opts.smoke ? 'smoke' : 'full',
+    cache: opts.cache,
     reps: opts.reps,
     seed: opts.seed,
     requested: selected.map((s) => s.name),
@@ -98,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
   const notes = reportNotes(report);
   process.stdout.write('\n' + renderTextTable(reportRows(report)));
   if (notes.length) process.stdout.write('\n' + notes.map((l) => `  ${l}`).join('\n') + '\n');
+  process.stdout.write('\nbudgets (DESIGN.md and issues):\n' + renderBudgetLines(budgetRows(report)));
   if (busy) process.stdout.write(`\nwarning: ${busy}\n`);
   process.stdout.write(
     `\n${n.pass} passed, ${n.miss} missed, ${n.info} informational; ${n.skipped} suites skipped, ${n.crashed} crashed\n`,
@@ -125,11 +130,23 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// A promise that never settles would let the event loop empty and Node exit 0
+// with no report; make that an error instead.
+let finished = false;
+process.on('exit', () => {
+  if (!finished) {
+    process.stderr.write('bench: internal error: the run stopped before it finished (a promise never settled)\n');
+    process.exitCode = 1;
+  }
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
+    finished = true;
     process.exitCode = code;
   },
   (e: unknown) => {
+    finished = true;
     process.stderr.write(`bench: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
     process.exitCode = 1;
   },

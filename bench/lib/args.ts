@@ -14,6 +14,10 @@ export interface BenchOptions {
   seed: number;
   list: boolean;
   help: boolean;
+  /** Page cache before timed runs: cold (drop caches; default) or warm (the --smoke default). */
+  cache: 'cold' | 'warm';
+  /** Files in the scale suite's `many` tree (default 1,000,000; smoke 3,000). */
+  scaleFiles?: number;
 }
 
 export class UsageError extends Error {
@@ -25,13 +29,18 @@ export class UsageError extends Error {
 
 export const DEFAULT_SEED = 1;
 
-export const USAGE = `usage: npm run bench [-- [--suite NAME[,NAME...]]... [--smoke] [--reps N] [--seed N] [--json FILE] [--list]]
+export const USAGE = `usage: npm run bench [-- [--suite NAME[,NAME...]]... [--smoke] [--reps N] [--seed N] [--json FILE]
+                         [--cache cold|warm] [--scale-files N] [--list]]
 
   --suite NAME   run only these suites (repeatable or comma-separated; default: all)
   --smoke        small data and 1 repetition; writes bench/out/ only, never RESULTS.md or report.svg
   --reps N       repetitions per timed case, medians reported (default 3, smoke 1)
   --seed N       seed for every synthetic dataset (default ${DEFAULT_SEED})
   --json FILE    where to write the JSON report (default bench/out/report.json)
+  --cache MODE   cold: sync and drop the page cache before every timed run of either side
+                 (default); warm: never drop it (the --smoke default)
+  --scale-files N  files in the scale suite's tree (default 1000000; --smoke 3000); the RSS
+                 budget is judged only at 1000000 or more
   --list         list the suites and exit
 
 bench/RESULTS.md and bench/report.svg are rewritten only by a run that is not --smoke,
@@ -60,6 +69,8 @@ export function parseBenchArgs(argv: readonly string[], known: readonly string[]
         smoke: { type: 'boolean', default: false },
         reps: { type: 'string' },
         seed: { type: 'string' },
+        cache: { type: 'string' },
+        'scale-files': { type: 'string' },
         list: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -72,6 +83,8 @@ export function parseBenchArgs(argv: readonly string[], known: readonly string[]
   const unknown = asked.filter((s) => !known.includes(s));
   if (unknown.length) throw new UsageError(`unknown suite ${unknown.map((s) => `"${s}"`).join(', ')} (known: ${known.join(', ')})`);
   const smoke = v.smoke ?? false;
+  const cache = v.cache ?? (smoke ? 'warm' : 'cold');
+  if (cache !== 'cold' && cache !== 'warm') throw new UsageError(`--cache must be cold or warm, got "${cache}"`);
   return {
     suites: known.filter((k) => asked.includes(k)),
     json: v.json,
@@ -80,5 +93,7 @@ export function parseBenchArgs(argv: readonly string[], known: readonly string[]
     seed: v.seed !== undefined ? positiveInt('seed', v.seed, 0) : DEFAULT_SEED,
     list: v.list ?? false,
     help: v.help ?? false,
+    cache,
+    scaleFiles: v['scale-files'] !== undefined ? positiveInt('scale-files', v['scale-files'], 100) : undefined,
   };
 }

@@ -32,7 +32,7 @@ import {
 } from 'node:fs';
 import { join, posix } from 'node:path';
 import { Prng } from './prng';
-import { FILES_PER_DIR, FILES_PER_SYMLINK, drawName } from './usr-shape';
+import { FILES_PER_DIR, FILES_PER_SYMLINK, drawName, drawUsrFileSize } from './usr-shape';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
 
@@ -59,12 +59,17 @@ function typeOf(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(
   return 'other';
 }
 
-/** Every entry under `root` (not root itself), lstat only, sorted by path. */
-export function listTree(root: string): TreeEntry[] {
+/**
+ * Every entry under `root` (not root itself), lstat only, sorted by path.
+ * Top-level names in `skipTop` are left out with everything below them
+ * (e.g. a ferry volume's `.ferry`).
+ */
+export function listTree(root: string, skipTop: readonly string[] = []): TreeEntry[] {
   const out: TreeEntry[] = [];
   const walk = (rel: string) => {
     const abs = rel ? join(root, rel) : root;
     for (const name of readdirSync(abs)) {
+      if (!rel && skipTop.includes(name)) continue;
       const p = rel ? `${rel}/${name}` : name;
       const st = lstatSync(join(root, p));
       const type = typeOf(st);
@@ -236,6 +241,21 @@ export function mutateTree(root: string, seed: number, opts: MutationOptions = {
   return plan;
 }
 
+/** Counts of a plan's operations by kind, for reports. */
+export function planSummary(plan: MutationPlan): Record<string, number> {
+  const n: Record<string, number> = {};
+  for (const op of plan.ops) n[op.kind] = (n[op.kind] ?? 0) + 1;
+  return n;
+}
+
+/**
+ * The seed of the k-th mutation of a run: distinct for every k, so that
+ * successive mutations of one tree never reuse names.
+ */
+export function mutationSeed(seed: number, k: number): number {
+  return (Math.imul(seed >>> 0, 0x9e3779b1) + 0x1000 + k) >>> 0;
+}
+
 // ---------------------------------------------------------------------------
 // many: N small files.
 
@@ -248,6 +268,12 @@ export interface ManyOptions {
   hardlinkShare?: number;
   /** Deepest directory level (default 6). */
   maxDepth?: number;
+  /**
+   * File sizes: 'small' (default) log-uniform up to maxFileBytes; 'usr'
+   * drawn from the measured /usr/share + /usr/include distribution
+   * (usr-shape.ts), capped at maxFileBytes when given.
+   */
+  sizes?: 'small' | 'usr';
 }
 
 /**
@@ -257,7 +283,8 @@ export interface ManyOptions {
  */
 export function makeMany(dest: string, count: number, seed: number, opts: ManyOptions = {}): TreeStats {
   const rng = new Prng(seed).fork('many');
-  const maxFile = opts.maxFileBytes ?? 4096;
+  const usrSizes = opts.sizes === 'usr';
+  const maxFile = opts.maxFileBytes ?? (usrSizes ? Infinity : 4096);
   const symlinkShare = opts.symlinkShare ?? 1 / FILES_PER_SYMLINK;
   const hardlinkShare = opts.hardlinkShare ?? 0.01;
   const maxDepth = opts.maxDepth ?? 6;
@@ -292,6 +319,14 @@ export function makeMany(dest: string, count: number, seed: number, opts: ManyOp
       stats.files++;
       stats.bytes += target.size;
     } else {
+      if (usrSizes) {
+        const size = Math.min(maxFile, drawUsrFileSize(rng));
+        writePooled(abs(path), size, pool, rng);
+        files.push({ path, size });
+        stats.files++;
+        stats.bytes += size;
+        continue;
+      }
       const size = rng.chance(0.1) ? 0 : rng.logInt(1, maxFile);
       const off = rng.int(0, pool.length - size);
       writeFileSync(abs(path), pool.subarray(off, off + size), { flag: 'wx' });
@@ -301,6 +336,21 @@ export function makeMany(dest: string, count: number, seed: number, opts: ManyOp
     }
   }
   return stats;
+}
+
+/** Write `size` bytes of pool data (random slices, 1 MiB at a time) to a new file. */
+function writePooled(path: string, size: number, pool: Buffer, rng: Prng): void {
+  const fd = openSync(path, 'wx');
+  try {
+    for (let at = 0; at < size; ) {
+      const n = Math.min(size - at, pool.length, 1 << 20);
+      const off = rng.int(0, pool.length - n);
+      writeSync(fd, pool, off, n, at);
+      at += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -350,3 +400,142 @@ export function scatterWrites(path: string, offsets: readonly number[], seed: nu
   }
 }
 
+
+/** One allocated run of a VM-style image; everything between runs is a hole. */
+export interface ImageRegion {
+  offset: number;
+  length: number;
+  /** binary: incompressible; text: compressible words; zero: written zeros (allocated, reads as zeros). */
+  kind: 'binary' | 'text' | 'zero';
+}
+
+const REGION_KINDS: ReadonlyArray<readonly [ImageRegion['kind'], number]> = [
+  ['binary', 50],
+  ['text', 35],
+  ['zero', 15],
+];
+
+/**
+ * The layout of a VM-style disk image of `sizeBytes`: allocated runs
+ * (4 KiB aligned, 64 KiB to 1/64 of the image) separated by holes, dense at
+ * the start like an installed OS and sparser towards the end; about 40% of
+ * the image allocated. Pure: same size and seed, same layout.
+ */
+export function planVmImage(sizeBytes: number, seed: number): ImageRegion[] {
+  const rng = new Prng(seed).fork('vm-image');
+  const align = (n: number) => Math.max(4096, Math.floor(n / 4096) * 4096);
+  const maxRun = Math.max(64 * 1024, Math.floor(sizeBytes / 64));
+  const weights = REGION_KINDS.map((k) => k[1]);
+  const out: ImageRegion[] = [];
+  let at = 0;
+  while (at < sizeBytes) {
+    const len = Math.min(align(rng.logInt(64 * 1024, maxRun)), sizeBytes - at);
+    if (len <= 0) break;
+    out.push({ offset: at, length: len, kind: REGION_KINDS[rng.weighted(weights)][0] });
+    at += len;
+    // Holes grow towards the end of the disk: the first tenth is nearly full.
+    const depth = at / sizeBytes;
+    const holeScale = depth < 0.1 ? 0.1 : 2.2 * depth;
+    at += align(rng.logInt(64 * 1024, Math.max(64 * 1024, Math.floor(maxRun * holeScale))));
+  }
+  return out;
+}
+
+const WORDS = [
+  'the', 'kernel', 'module', 'config', 'error', 'warning', 'user', 'system', 'file', 'data', 'value', 'return',
+  'int', 'char', 'struct', 'static', 'void', 'if', 'else', 'for', 'while', 'log', 'debug', 'info', 'service',
+  'started', 'stopped', 'network', 'device', 'mount', 'path', 'usr', 'lib', 'share', 'etc', 'var', 'tmp',
+];
+
+/** A pool of text-like bytes (log lines, source code): compresses about 3-4x. */
+function textPool(rng: Prng, bytes: number): Buffer {
+  const out = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  let line = 0;
+  while (at < bytes) {
+    let s = `${(1700000000 + line++ * 7).toString()} host${rng.int(1, 9)} `;
+    const n = rng.int(4, 14);
+    for (let i = 0; i < n; i++) s += rng.pick(WORDS) + (rng.chance(0.2) ? `=${rng.int(0, 99999)} ` : ' ');
+    s += '\n';
+    at += out.write(s, at, 'latin1');
+  }
+  return out;
+}
+
+/** Bytes of regions, by kind and in total. */
+export function imageAllocated(regions: readonly ImageRegion[]): number {
+  return regions.reduce((a, r) => a + r.length, 0);
+}
+
+/**
+ * Create a VM-style image at `path` (see planVmImage): a sparse file of
+ * `sizeBytes` whose allocated runs hold seeded binary data, text, or
+ * written zeros. Returns the layout.
+ */
+export function makeVmImage(path: string, sizeBytes: number, seed: number): ImageRegion[] {
+  const regions = planVmImage(sizeBytes, seed);
+  const rng = new Prng(seed).fork('vm-image-data');
+  const poolBytes = Math.min(16 << 20, Math.max(1 << 20, sizeBytes >> 4));
+  const pools = {
+    binary: rng.fork('binary').fill(Buffer.allocUnsafe(poolBytes)) as Buffer,
+    text: textPool(rng.fork('text'), poolBytes),
+    zero: Buffer.alloc(1 << 20),
+  };
+  const fd = openSync(path, 'wx');
+  try {
+    ftruncateSync(fd, sizeBytes);
+    for (const r of regions) {
+      const pool = pools[r.kind];
+      for (let done = 0; done < r.length; ) {
+        const n = Math.min(r.length - done, 1 << 20, pool.length);
+        const off = r.kind === 'zero' ? 0 : rng.int(0, pool.length - n);
+        writeSync(fd, pool, off, n, r.offset + done);
+        done += n;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return regions;
+}
+
+/**
+ * `count` large files of `bytes` each under `dest` (for throughput over
+ * ssh): half binary (incompressible) and half text-like 1 MiB runs, in a
+ * seeded order, so zstd has something realistic to do. Returns total bytes.
+ */
+export function makeLargeFiles(dest: string, count: number, bytes: number, seed: number): number {
+  const rng = new Prng(seed).fork('large');
+  const poolBytes = Math.min(16 << 20, Math.max(1 << 20, bytes));
+  const pools = [rng.fork('binary').fill(Buffer.allocUnsafe(poolBytes)) as Buffer, textPool(rng.fork('text'), poolBytes)];
+  for (let i = 0; i < count; i++) {
+    const fd = openSync(join(dest, `large-${String(i).padStart(3, '0')}.bin`), 'wx');
+    try {
+      for (let at = 0; at < bytes; ) {
+        const pool = pools[rng.int(0, 1)];
+        const n = Math.min(bytes - at, 1 << 20, pool.length);
+        writeSync(fd, pool, rng.int(0, pool.length - n), n, at);
+        at += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return count * bytes;
+}
+
+/** `bytes` of the same mix as makeLargeFiles (1 MiB runs of binary or text-like data), in memory. */
+export function mixedBuffer(bytes: number, seed: number): Buffer {
+  const rng = new Prng(seed).fork('mixed');
+  const poolBytes = Math.min(16 << 20, Math.max(1 << 20, bytes));
+  const pools = [rng.fork('binary').fill(Buffer.allocUnsafe(poolBytes)) as Buffer, textPool(rng.fork('text'), poolBytes)];
+  const out = Buffer.allocUnsafe(bytes);
+  for (let at = 0; at < bytes; ) {
+    const pool = pools[rng.int(0, 1)];
+    const n = Math.min(bytes - at, 1 << 20, pool.length);
+    const off = rng.int(0, pool.length - n);
+    pool.copy(out, at, off, off + n);
+    at += n;
+  }
+  return out;
+}

@@ -18,6 +18,9 @@ export interface RunOptions {
   seed: number;
   repoRoot: string;
   ferryBin: string;
+  /** Page cache policy (default: cold unless smoke). */
+  cache?: 'cold' | 'warm';
+  scaleFiles?: number;
   /** Where suites get their scratch dirs (default os.tmpdir()). */
   tmpParent?: string;
   /** Progress output (default stderr). */
@@ -41,6 +44,8 @@ export async function runSuite(suite: Suite, opts: RunOptions): Promise<SuiteOut
       tmpDir,
       repoRoot: opts.repoRoot,
       ferryBin: opts.ferryBin,
+      cache: opts.cache ?? (opts.smoke ? 'warm' : 'cold'),
+      scaleFiles: opts.scaleFiles,
       log: (m) => write(`  [${suite.name}] ${m}`),
     });
     return { ...base, status: 'ok', seconds: secondsSince(t0), cases: cases.map(evaluate) };

@@ -13,6 +13,7 @@ import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync } fr
 import os from 'node:os';
 import { join } from 'node:path';
 import { registerCleanup } from './cleanup';
+import { deviceOf } from './fsutil';
 import { findTool, unmetRequirement } from './requirements';
 import { SkipError } from './suite';
 
@@ -26,6 +27,8 @@ export interface LoopFsOptions {
   parentDir?: string;
   /** Extra mount options, e.g. ["noatime"] or ["compress=zstd"]. */
   mountOptions?: string[];
+  /** Extra mkfs arguments before the image, e.g. ["-N", "1200000"] for ext4 inodes. */
+  mkfsExtra?: string[];
 }
 
 export interface LoopFs {
@@ -33,6 +36,8 @@ export interface LoopFs {
   /** The mounted filesystem's root. */
   mountPoint: string;
   image: string;
+  /** The loop device it is mounted from (for /sys/block/NAME/stat), when found. */
+  device?: string;
 }
 
 /** mkfs per type. -K / nodiscard: discarding a sparse loop image is slow and pointless. */
@@ -105,7 +110,8 @@ export async function withLoopFs<T>(opts: LoopFsOptions, fn: (fs: LoopFs) => Pro
     }
     const mkfs = MKFS[opts.type];
     try {
-      run(mkfs.tool, mkfs.args(image));
+      const args = mkfs.args(image);
+      run(mkfs.tool, [...args.slice(0, -1), ...(opts.mkfsExtra ?? []), image]);
     } catch (e) {
       throw new SkipError(`${mkfs.tool} failed: ${errText(e)}`);
     }
@@ -116,7 +122,7 @@ export async function withLoopFs<T>(opts: LoopFsOptions, fn: (fs: LoopFs) => Pro
       throw new SkipError(`cannot mount a ${opts.type} loop image: ${errText(e)}`);
     }
     undo.push(registerCleanup(`unmount ${mountPoint}`, () => unmount(mountPoint, image)));
-    return await fn({ type: opts.type, mountPoint, image });
+    return await fn({ type: opts.type, mountPoint, image, device: deviceOf(mountPoint) });
   } finally {
     for (const u of undo.reverse()) {
       try {
@@ -126,4 +132,24 @@ export async function withLoopFs<T>(opts: LoopFsOptions, fn: (fs: LoopFs) => Pro
       }
     }
   }
+}
+
+/**
+ * Several loop filesystems at once, e.g. { src: ext4, dst: ext4, peer: btrfs }:
+ * created in key order, all removed afterwards whatever happens.
+ */
+export async function withLoopFilesystems<K extends string, T>(
+  specs: Record<K, LoopFsOptions>,
+  fn: (fss: Record<K, LoopFs>) => Promise<T>,
+): Promise<T> {
+  const keys = Object.keys(specs) as K[];
+  const made = {} as Record<K, LoopFs>;
+  const step = async (i: number): Promise<T> => {
+    if (i === keys.length) return fn(made);
+    return withLoopFs(specs[keys[i]], async (fs) => {
+      made[keys[i]] = fs;
+      return step(i + 1);
+    });
+  };
+  return step(0);
 }

@@ -25,6 +25,8 @@ export interface Report {
   startedAt: string;
   finishedAt: string;
   mode: 'smoke' | 'full';
+  /** Page cache policy of the timed runs (bench/lib/cache.ts). */
+  cache?: 'cold' | 'warm';
   reps: number;
   seed: number;
   /** Suites asked for on the command line (all registered ones when none was named). */
@@ -34,6 +36,7 @@ export interface Report {
 }
 
 export function verdictOf(c: CaseResult): Verdict {
+  if (c.invalid !== undefined) return 'miss';
   if (c.unavailable !== undefined) return 'unavailable';
   if (!c.budget) return 'info';
   if (!Number.isFinite(c.value)) return 'miss';
@@ -66,6 +69,8 @@ export function formatValue(value: number, unit: Unit): string {
       return `${value.toFixed(1)} MB`;
     case 's':
       return formatSeconds(value);
+    case '%':
+      return `${value < 1 ? value.toFixed(2) : value.toFixed(1)}%`;
   }
 }
 
@@ -80,7 +85,11 @@ export function formatBudget(c: CaseResult): string {
   return `${c.budget.op === '<=' ? '≤' : '≥'} ${formatValue(c.budget.value, c.unit)}`;
 }
 
+/** An invalid case's reason in the table is cut short; the notes carry all of it. */
+const RESULT_CHARS = 90;
+
 export function resultText(c: EvaluatedCase): string {
+  if (c.invalid !== undefined) return `miss: ${c.invalid.length > RESULT_CHARS ? `${c.invalid.slice(0, RESULT_CHARS - 1)}…` : c.invalid}`;
   return c.verdict === 'unavailable' ? `skipped: ${c.unavailable}` : c.verdict;
 }
 
@@ -123,7 +132,10 @@ export function reportNotes(report: Pick<Report, 'suites'>): string[] {
   const notes: string[] = [];
   for (const s of report.suites) {
     if (s.status !== 'ok') continue;
-    for (const c of s.cases) if (c.note) notes.push(`${s.suite}/${c.name}: ${c.note}`);
+    for (const c of s.cases) {
+      if (c.invalid) notes.push(`${s.suite}/${c.name}: INVALID: ${c.invalid}`);
+      if (c.note) notes.push(`${s.suite}/${c.name}: ${c.note}`);
+    }
   }
   return notes;
 }

@@ -13,6 +13,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os';
 import { join } from 'node:path';
 import { registerCleanup } from './cleanup';
+import { CommandError, bash, shellJoin } from './exec';
 import { secondsSince } from './timing';
 
 const GNU_TIME = '/usr/bin/time';
@@ -100,6 +101,77 @@ export async function peakRss(cmd: string, args: string[], opts: MeasureOptions 
     return { code, signal, seconds, peakRssBytes: peak, method: useTime ? 'gnu-time' : 'vmhwm-poll', stderrTail: stderr };
   } finally {
     for (const f of fds) closeSync(f);
+    undo();
+  }
+}
+
+export interface PipeRun {
+  seconds: number;
+  /** Peak RSS in bytes of the writer and of the reader; NaN where unmeasured. */
+  peakRssBytes: [number, number];
+  method: 'gnu-time' | 'vmhwm-poll';
+  /** The reader's stdout (small: e.g. `ferry receive --json`). */
+  stdout: string;
+}
+
+/**
+ * Run `a | b` and measure each side's peak RSS (GNU time around each, or
+ * VmHWM polling of the two children). Throws CommandError (tool `tool`)
+ * when either side fails.
+ */
+export async function peakRssPipe(a: string[], b: string[], opts: { tool?: string; forcePoll?: boolean; pollMs?: number } = {}): Promise<PipeRun> {
+  const useTime = !opts.forcePoll && hasGnuTime();
+  const tool = opts.tool ?? a[0].split('/').pop()!;
+  const tmp = mkdtempSync(join(os.tmpdir(), 'ferry-bench-rss-'));
+  const undo = registerCleanup(`remove ${tmp}`, () => rmSync(tmp, { recursive: true, force: true }));
+  try {
+    if (useTime) {
+      const fa = join(tmp, 'a');
+      const fb = join(tmp, 'b');
+      const script = `${shellJoin([GNU_TIME, '-f', '%M', '-o', fa, ...a])} | ${shellJoin([GNU_TIME, '-f', '%M', '-o', fb, ...b])}`;
+      const t0 = process.hrtime.bigint();
+      const r = await bash(script, { tool });
+      const seconds = secondsSince(t0);
+      const kib = (f: string) => {
+        const lines = readFileSync(f, 'utf8').trim().split('\n');
+        const v = Number(lines[lines.length - 1]);
+        return Number.isFinite(v) ? v * 1024 : NaN;
+      };
+      return { seconds, peakRssBytes: [kib(fa), kib(fb)], method: 'gnu-time', stdout: r.stdout };
+    }
+    const t0 = process.hrtime.bigint();
+    const ca = spawn(a[0], a.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const cb = spawn(b[0], b.slice(1), { stdio: [ca.stdout!, 'pipe', 'pipe'] });
+    // The reader has its own copy of the pipe now; ours would keep `a` from ever closing.
+    ca.stdout!.destroy();
+    let err = '';
+    let out = '';
+    for (const c of [ca, cb]) {
+      c.stderr!.setEncoding('utf8');
+      c.stderr!.on('data', (d: string) => (err = (err + d).slice(-4096)));
+    }
+    cb.stdout!.setEncoding('utf8');
+    cb.stdout!.on('data', (d: string) => (out += d));
+    const peaks: [number, number] = [0, 0];
+    const timer = setInterval(() => {
+      [ca, cb].forEach((c, i) => {
+        const v = c.pid ? vmHwmBytes(c.pid) : undefined;
+        if (v !== undefined) peaks[i] = Math.max(peaks[i], v);
+      });
+    }, opts.pollMs ?? 20);
+    const done = (c: typeof ca, event: 'exit' | 'close') =>
+      new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+        c.on('error', reject);
+        c.on(event, (code: number | null, signal: NodeJS.Signals | null) => resolve({ code, signal }));
+      });
+    const [ra, rb] = await Promise.all([done(ca, 'exit'), done(cb, 'close')]);
+    clearInterval(timer);
+    const seconds = secondsSince(t0);
+    for (const [r, argv] of [[ra, a], [rb, b]] as const) {
+      if (r.signal || r.code !== 0) throw new CommandError(tool, argv, r.code, r.signal, err);
+    }
+    return { seconds, peakRssBytes: [peaks[0] || NaN, peaks[1] || NaN], method: 'vmhwm-poll', stdout: out };
+  } finally {
     undo();
   }
 }

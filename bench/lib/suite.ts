@@ -30,9 +30,10 @@ export class SkipError extends Error {
 
 /**
  * Units a case can be measured in. `ratio` is ferry/peer (time or bytes);
- * `GB/s` is 10^9 bytes per second; `MB` is 10^6 bytes; `s` is seconds.
+ * `GB/s` is 10^9 bytes per second; `MB` is 10^6 bytes; `s` is seconds;
+ * `%` is a share in percent.
  */
-export type Unit = 'ratio' | 'GB/s' | 'MB' | 's';
+export type Unit = 'ratio' | 'GB/s' | 'MB' | 's' | '%';
 
 export interface Budget {
   /** `<=` for ratios and sizes (lower is better), `>=` for throughput. */
@@ -62,6 +63,13 @@ export interface CaseResult {
   budget?: Budget;
   /** Set when this case could not be measured here; the rest of the suite still counts. */
   unavailable?: string;
+  /**
+   * Set when ferry failed or produced a wrong result (a received tree that
+   * differs from its source): the case is a miss whatever its value.
+   */
+  invalid?: string;
+  /** Which DESIGN.md budget this case measures (bench/lib/budgets.ts), for the budget summary. */
+  budgetId?: string;
   /** One line for the table's notes. */
   note?: string;
   /** Anything else worth keeping in the JSON report (sizes, counts, settings). */
@@ -81,6 +89,10 @@ export interface SuiteContext {
   ferryBin: string;
   /** Progress line on stderr, prefixed with the suite name. */
   log(message: string): void;
+  /** Page cache before timed runs (see bench/lib/cache.ts). */
+  cache: 'cold' | 'warm';
+  /** --scale-files: size of the scale suite's tree, when given. */
+  scaleFiles?: number;
 }
 
 export interface Requirements {

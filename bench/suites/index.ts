@@ -1,9 +1,13 @@
 /**
  * The suite registry: every suite `npm run bench` knows, in run order.
- * A new suite goes here (and out of pending.ts if it was a placeholder).
+ * A new suite goes here.
  */
 import { Suite } from '../lib/suite';
 import { codecSuite } from './codec';
-import { pendingSuites } from './pending';
+import { fullSuite } from './full';
+import { imageSuite } from './image';
+import { incrementalSuite } from './incremental';
+import { scaleSuite } from './scale';
+import { sshSuite } from './ssh';
 
-export const SUITES: readonly Suite[] = [codecSuite, ...pendingSuites];
+export const SUITES: readonly Suite[] = [codecSuite, fullSuite, incrementalSuite, imageSuite, scaleSuite, sshSuite];

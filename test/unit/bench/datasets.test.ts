@@ -1,11 +1,19 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import {
   TreeEntry,
+  imageAllocated,
   listTree,
   makeImage,
+  makeLargeFiles,
   makeMany,
+  makeVmImage,
+  mixedBuffer,
+  mutationSeed,
+  planVmImage,
   mutateTree,
   planMutation,
   planScatteredWrites,
@@ -124,5 +132,67 @@ describe('datasets on disk', () => {
     const full = join(dir, 'full.img');
     makeImage(full, 4 << 20, 1, { fill: 'data' });
     expect(statSync(full).blocks * 512).toBeGreaterThanOrEqual(4 << 20);
+  });
+
+  it('listTree leaves out top-level names it is told to skip', () => {
+    mkdirSync(join(dir, 't', '.ferry', 'x'), { recursive: true });
+    mkdirSync(join(dir, 't', 'a', '.ferry'), { recursive: true });
+    expect(listTree(join(dir, 't'), ['.ferry']).map((e) => e.path)).toEqual(['a', 'a/.ferry']);
+  });
+
+  it('makeMany with usr sizes follows the /usr size shape, capped, and is reproducible', () => {
+    const a = join(dir, 'a');
+    const b = join(dir, 'b');
+    mkdirSync(a);
+    mkdirSync(b);
+    const sa = makeMany(a, 800, 3, { sizes: 'usr', maxFileBytes: 64 * 1024 });
+    expect(makeMany(b, 800, 3, { sizes: 'usr', maxFileBytes: 64 * 1024 })).toEqual(sa);
+    const files = listTree(a).filter((e) => e.type === 'file');
+    expect(Math.max(...files.map((f) => f.size))).toBeLessThanOrEqual(64 * 1024);
+    expect(files.filter((f) => f.size < 4096).length / files.length).toBeGreaterThan(0.6);
+  });
+
+  it('makeVmImage lays out the planned runs, holes between them, the same for the same seed', () => {
+    const size = 64 << 20;
+    const plan = planVmImage(size, 5);
+    expect(planVmImage(size, 5)).toEqual(plan);
+    expect(planVmImage(size, 6)).not.toEqual(plan);
+    for (let i = 0; i < plan.length; i++) {
+      expect(plan[i].offset % 4096).toBe(0);
+      expect(plan[i].offset + plan[i].length).toBeLessThanOrEqual(size);
+      if (i) expect(plan[i].offset).toBeGreaterThan(plan[i - 1].offset + plan[i - 1].length);
+    }
+    const share = imageAllocated(plan) / size;
+    expect(share).toBeGreaterThan(0.15);
+    expect(share).toBeLessThan(0.8);
+    expect(new Set(plan.map((r) => r.kind))).toEqual(new Set(['binary', 'text', 'zero']));
+    const f = join(dir, 'vm.img');
+    const g = join(dir, 'vm2.img');
+    expect(makeVmImage(f, size, 5)).toEqual(plan);
+    makeVmImage(g, size, 5);
+    expect(statSync(f).size).toBe(size);
+    expect(statSync(f).blocks * 512).toBeLessThan(size * 0.9);
+    expect(readFileSync(f).equals(readFileSync(g))).toBe(true);
+  });
+
+  it('mixedBuffer and makeLargeFiles give seeded, partly compressible data', () => {
+    const m = mixedBuffer(4 << 20, 2);
+    expect(mixedBuffer(4 << 20, 2).equals(m)).toBe(true);
+    const ratio = m.length / gzipSync(m, { level: 1 }).length;
+    expect(ratio).toBeGreaterThan(1.1);
+    expect(ratio).toBeLessThan(10);
+    mkdirSync(join(dir, 'l'));
+    expect(makeLargeFiles(join(dir, 'l'), 2, 3 << 20, 2)).toBe(6 << 20);
+    expect(listTree(join(dir, 'l')).map((e) => [e.path, e.size])).toEqual([
+      ['large-000.bin', 3 << 20],
+      ['large-001.bin', 3 << 20],
+    ]);
+  });
+
+  it('mutationSeed gives a distinct seed for every mutation of a run', () => {
+    const seen = new Set<number>();
+    for (let k = 1; k <= 100; k++) seen.add(mutationSeed(1, k));
+    expect(seen.size).toBe(100);
+    expect(mutationSeed(2, 1)).not.toBe(mutationSeed(1, 1));
   });
 });

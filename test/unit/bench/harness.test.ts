@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { UsageError, parseBenchArgs } from '../../../bench/lib/args';
+import { BUDGETS } from '../../../bench/lib/budgets';
 import { resultsBlocker, runSuite } from '../../../bench/lib/harness';
 import { SuiteOutcome } from '../../../bench/lib/report';
 import { SkipError, Suite } from '../../../bench/lib/suite';
@@ -10,7 +11,29 @@ const KNOWN = ['codec', 'full', 'incremental'];
 
 describe('parseBenchArgs', () => {
   it('defaults to every suite, 3 reps, seed 1', () => {
-    expect(parseBenchArgs([], KNOWN)).toEqual({ suites: [], json: undefined, smoke: false, reps: 3, seed: 1, list: false, help: false });
+    expect(parseBenchArgs([], KNOWN)).toEqual({
+      suites: [],
+      json: undefined,
+      smoke: false,
+      reps: 3,
+      seed: 1,
+      list: false,
+      help: false,
+      cache: 'cold',
+      scaleFiles: undefined,
+    });
+  });
+
+  it('drops caches unless told --cache warm; smoke runs warm by default', () => {
+    expect(parseBenchArgs(['--smoke'], KNOWN).cache).toBe('warm');
+    expect(parseBenchArgs(['--smoke', '--cache', 'cold'], KNOWN).cache).toBe('cold');
+    expect(parseBenchArgs(['--cache', 'warm'], KNOWN).cache).toBe('warm');
+    expect(() => parseBenchArgs(['--cache', 'tepid'], KNOWN)).toThrow(/--cache must be cold or warm/);
+  });
+
+  it('takes --scale-files N (at least 100)', () => {
+    expect(parseBenchArgs(['--scale-files', '20000'], KNOWN).scaleFiles).toBe(20000);
+    expect(() => parseBenchArgs(['--scale-files', '5'], KNOWN)).toThrow(/--scale-files needs an integer >= 100/);
   });
 
   it('takes 1 rep in smoke mode unless told otherwise', () => {
@@ -125,9 +148,17 @@ describe('timing', () => {
 });
 
 describe('registry', () => {
-  it('has codec plus the planned suites, each placeholder clearly pending', () => {
+  it('has every suite the benchmark issue asks for, none of them a placeholder', () => {
     expect(SUITES.map((s) => s.name)).toEqual(['codec', 'full', 'incremental', 'image', 'scale', 'ssh']);
     expect(new Set(SUITES.map((s) => s.name)).size).toBe(SUITES.length);
-    for (const s of SUITES.slice(1)) expect(s.pending).toBe('not implemented yet (needs ferry send/receive)');
+    for (const s of SUITES) expect(s.pending).toBeUndefined();
+  });
+
+  it('has a suite for every budget the benchmark measures', () => {
+    const names = new Set(SUITES.map((s) => s.name));
+    for (const b of BUDGETS) {
+      if (b.suite) expect(names.has(b.suite)).toBe(true);
+      else expect(b.notMeasured).toBeTruthy();
+    }
   });
 });

@@ -3,7 +3,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pendingCleanups } from '../../../bench/lib/cleanup';
 import { LoopFsType, withLoopFs } from '../../../bench/lib/loopfs';
-import { peakRss } from '../../../bench/lib/rss';
+import { peakRss, peakRssPipe } from '../../../bench/lib/rss';
 import { SkipError } from '../../../bench/lib/suite';
 import { loopFsTest } from '../../helpers/loopfs';
 
@@ -69,5 +69,25 @@ describe('peakRss', () => {
     const r = await peakRss(process.execPath, ['-e', 'console.error("nope"); process.exit(2)']);
     expect(r.code).toBe(2);
     expect(r.stderrTail).toContain('nope');
+  });
+});
+
+describe('peakRssPipe', () => {
+  const writer = [process.execPath, '-e', 'const b = Buffer.alloc(120e6, 1); process.stdout.write(b.subarray(0, 1e6))'];
+  const reader = [process.execPath, '-e', 'let n = 0; process.stdin.on("data", (d) => (n += d.length)).on("end", () => console.log(n))'];
+
+  it.each([false, true])('measures both ends of a pipe and returns the reader output (poll only: %s)', async (forcePoll) => {
+    const r = await peakRssPipe(writer, reader, { forcePoll });
+    expect(r.stdout.trim()).toBe('1000000');
+    expect(r.peakRssBytes[0]).toBeGreaterThan(120e6);
+    expect(r.peakRssBytes[1]).toBeLessThan(120e6);
+    if (forcePoll) expect(r.method).toBe('vmhwm-poll');
+  });
+
+  it.each([false, true])('throws a CommandError naming the tool when either end fails (poll only: %s)', async (forcePoll) => {
+    await expect(peakRssPipe(writer, [process.execPath, '-e', 'process.exit(5)'], { tool: 'ferry', forcePoll })).rejects.toMatchObject({
+      name: 'CommandError',
+      tool: 'ferry',
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { Report, SuiteOutcome, evaluate, reportRows } from '../../../bench/lib/report';
+import { Report, SuiteOutcome, evaluate, reportNotes, reportRows } from '../../../bench/lib/report';
 import { renderResultsMd } from '../../../bench/lib/results-md';
 import { renderSvg } from '../../../bench/lib/svg';
 import { renderMarkdownTable, renderTextTable } from '../../../bench/lib/table';
@@ -79,6 +79,17 @@ describe('verdicts and rows', () => {
     expect(rows[5]).toMatchObject({ ferry: '12.0 s', peer: '10.0 s (btrfs send | btrfs receive)', value: '1.20×', budget: '≤ 1.25×' });
   });
 
+  it('misses an invalid case whatever its value, with the reason short in the table and whole in the notes', () => {
+    const why = `received tree differs from the source (${'x'.repeat(200)})`;
+    const c = evaluate({ name: 'bad', value: 0.5, unit: 'ratio', budget: { op: '<=', value: 1, source: 's' }, invalid: why });
+    expect(c.verdict).toBe('miss');
+    const one: SuiteOutcome[] = [{ suite: 'full', title: 'f', status: 'ok', seconds: 1, cases: [c] }];
+    expect(reportRows({ suites: one })[0].result.length).toBeLessThanOrEqual(96);
+    expect(reportNotes({ suites: one })).toEqual([`full/bad: INVALID: ${why}`]);
+    expect(evaluate({ name: 'p', value: 5, unit: '%', budget: { op: '<=', value: 1, source: 's' } })).toMatchObject({ verdict: 'miss' });
+    expect(reportRows({ suites: [{ suite: 'i', title: 'i', status: 'ok', seconds: 1, cases: [evaluate({ name: 'p', value: 0.25, unit: '%' })] }] })[0].value).toBe('0.25%');
+  });
+
   it('never passes a non-finite value against a budget', () => {
     expect(evaluate({ name: 'x', value: NaN, unit: 'ratio', budget: { op: '<=', value: 1, source: 's' } }).verdict).toBe('miss');
   });
@@ -151,14 +162,37 @@ describe('SVG chart', () => {
     expect(svg.match(/class="budget"/g)).toHaveLength(3);
   });
 
-  it('puts a budget line where the budget is on its unit scale', () => {
-    // GB/s rows share a scale whose maximum is 1.7 * 1.1; the decode bar is the longest.
+  it('draws every bar against its own budget, so all budget lines line up', () => {
     const widths = [...svg.matchAll(/class="bar \w+" x="(\d+)" y="\d+" width="([\d.]+)"/g)].map((m) => Number(m[2]));
-    expect(widths[0]).toBeGreaterThan(widths[1]);
     const lines = [...svg.matchAll(/class="budget" x1="([\d.]+)"/g)].map((m) => Number(m[1]));
-    const x0 = 310;
-    expect(lines[0] - x0).toBeCloseTo((1 / (1.7 * 1.1)) * 400, 0);
-    expect(lines[0]).toBeCloseTo(lines[1], 5);
+    const x0 = Number(/class="bar \w+" x="(\d+)"/.exec(svg)![1]);
+    expect(new Set(lines).size).toBe(1);
+    const third = lines[0] - x0; // the budget line sits at 1/3 of the bar area
+    // decode 1.7 GB/s against >= 1: 1.7 budget-widths; encode 0.8; usr 1.2 against <= 1.25.
+    expect(widths[0]).toBeCloseTo(1.7 * third, 0);
+    expect(widths[1]).toBeCloseTo(0.8 * third, 0);
+    expect(widths[3]).toBeCloseTo((1.2 / 1.25) * third, 0);
+  });
+
+  it('marks a bar that runs off its scale, and draws informational ratios against 1x', () => {
+    const big = renderSvg({
+      ...report,
+      suites: [
+        {
+          suite: 'x',
+          title: 'x',
+          status: 'ok',
+          seconds: 1,
+          cases: [
+            evaluate({ name: 'far off', value: 12, unit: 'ratio', budget: { op: '<=', value: 1, source: 's' } }),
+            evaluate({ name: 'info ratio', value: 0.5, unit: 'ratio' }),
+          ],
+        },
+      ],
+    });
+    expect(big.match(/class="over"/g)).toHaveLength(1);
+    expect(big.match(/class="parity"/g)).toHaveLength(1);
+    expect(tagsBalance(big)).toBe(true);
   });
 
   it('lists what was not measured', () => {
