@@ -881,7 +881,15 @@ function setRootFlag(sys: Sys, dir: string, on: boolean): boolean {
     const cur = sys.getFlags(fd);
     if (cur === undefined) return false;
     const next = on ? cur | FS_IMMUTABLE_FL : cur & ~FS_IMMUTABLE_FL;
-    return next === cur || sys.setFlags(fd, next);
+    if (next === cur) return true;
+    try {
+      return sys.setFlags(fd, next);
+    } catch (e) {
+      // Without CAP_LINUX_IMMUTABLE (not root) the flag can't be set; the
+      // snapshot stays protected by its catalog entry only, and the caller warns.
+      if ((e as NodeJS.ErrnoException).code === 'EPERM') return false;
+      throw e;
+    }
   } finally {
     fs.closeSync(fd);
   }
