@@ -32,6 +32,7 @@ import { Extent, InodeRecord, InodeType, SUB_BLOCK_SIZE, SUB_DIGEST_BYTES } from
 import { maxWriteBytes } from '../stream/constants';
 import { splitWrite } from '../stream/encoder';
 import { BlockTable } from './block-table';
+import { SubDigester } from './generations';
 
 export interface PlanSnapshot {
   uuid: Buffer;
@@ -370,6 +371,8 @@ interface ContentCtx {
   version: 1 | 2;
   /** Sub-block digests of the parent and the sent snapshot were made with the same key. */
   subs: boolean;
+  /** That key's digest of an all-zero slice: a parent hole reads as zeros. */
+  zeroSub?: Buffer;
   /** Where content the receiver already has can be cloned from; undefined when CLONE is off. */
   clones?: Clones;
 }
@@ -448,7 +451,11 @@ function extentAt(r: InodeRecord, i: number, offset: bigint): Extent | undefined
  */
 function changedSlices(ctx: ContentCtx, x: Extent, ox: Extent | undefined): Array<[bigint, bigint]> {
   const whole: Array<[bigint, bigint]> = [[x.offset, x.offset + BigInt(x.length)]];
-  if (!ctx.subs || !x.sub || !ox?.hash || !ox.sub) return whole;
+  if (!ctx.subs || !x.sub || !ox) return whole;
+  // A write into a hole of the parent (a sparse image): the receiver's copy
+  // reads zeros there, so only slices that are not all zeros are new.
+  const hole = ox.hash === null && ctx.zeroSub !== undefined;
+  if (!hole && (!ox.hash || !ox.sub)) return whole;
   const out: Array<[bigint, bigint]> = [];
   const n = Math.ceil(x.length / SUB_BLOCK_SIZE);
   const d = SUB_DIGEST_BYTES;
@@ -456,7 +463,10 @@ function changedSlices(ctx: ContentCtx, x: Extent, ox: Extent | undefined): Arra
     const at = k * SUB_BLOCK_SIZE;
     const len = Math.min(SUB_BLOCK_SIZE, x.length - at);
     const oldLen = Math.min(SUB_BLOCK_SIZE, ox.length - at);
-    if (oldLen === len && x.sub.compare(ox.sub, k * d, k * d + d, k * d, k * d + d) === 0) continue;
+    const same = hole
+      ? oldLen === len && len === SUB_BLOCK_SIZE && x.sub.compare(ctx.zeroSub!, 0, d, k * d, k * d + d) === 0
+      : oldLen === len && x.sub.compare(ox.sub!, k * d, k * d + d, k * d, k * d + d) === 0;
+    if (same) continue;
     const s = x.offset + BigInt(at);
     const e = s + BigInt(len);
     const last = out[out.length - 1];
@@ -464,6 +474,17 @@ function changedSlices(ctx: ContentCtx, x: Extent, ox: Extent | undefined): Arra
     else out.push([s, e]);
   }
   return out.length ? out : whole;
+}
+
+/** The shared key's digest of a zero slice, when both snapshots share a key. */
+function subsZero(a: string | undefined, b: string | undefined): Buffer | undefined {
+  if (a === undefined || a !== b) return undefined;
+  const key = Buffer.from(a, 'hex');
+  try {
+    return new SubDigester(key).digest(Buffer.alloc(SUB_BLOCK_SIZE));
+  } catch {
+    return undefined; // a key of the wrong size: digests are not compared at all
+  }
 }
 
 /** One CLONE being planned: it grows while the next blocks continue the same source. */
@@ -911,6 +932,7 @@ export function* planIncremental(parent: PlanSnapshot, snap: PlanSnapshot, data:
     data,
     version: opts.version,
     subs: parent.subKey !== undefined && parent.subKey === snap.subKey,
+    zeroSub: subsZero(parent.subKey, snap.subKey),
     clones: opts.clone === false ? undefined : incrementalClones(nodes, parent, snap),
   };
 

@@ -105,6 +105,22 @@ describe('changed blocks are sent as their changed 4 KiB slices', () => {
     expect(clones(cmds)).toEqual([]);
   });
 
+  test('a write into a hole of the parent sends only the slices that are not zeros', () => {
+    const { P, C } = snapshots('head -c 131072 /dev/urandom > img && truncate -s 1048576 img', () => {
+      pwrite('img', randomBytes(K4), 3 * BLOCK + K4);
+      pwrite('img', randomBytes(10), 5 * BLOCK + 100);
+    });
+    const old = P.records.find((r) => r.type === 'file')!;
+    expect(old.extents![3].hash).toBeNull();
+    for (const version of [1, 2] as const) {
+      const cmds = [...planIncremental(P, C, dirSource(base), { version, name: Buffer.from('c') })];
+      expect(written(cmds, 'img')).toEqual([
+        [3 * BLOCK + K4, 3 * BLOCK + 2 * K4],
+        [5 * BLOCK, 5 * BLOCK + K4],
+      ]);
+    }
+  });
+
   test('without comparable digests (another key) whole changed blocks are sent', () => {
     const { P, C } = snapshots('head -c 1000000 /dev/urandom > img', () => pwrite('img', randomBytes(K4), 3 * BLOCK + K4));
     const other = { ...C, subKey: 'ff'.repeat(32) };
