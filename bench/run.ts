@@ -15,7 +15,7 @@ import { BenchOptions, USAGE, UsageError, parseBenchArgs } from './lib/args';
 import { budgetRows, renderBudgetLines } from './lib/budgets';
 import { resultsBlocker, runSuite } from './lib/harness';
 import { busyWarning, machineInfo } from './lib/machine';
-import { Report, SuiteOutcome, countVerdicts, reportNotes, reportRows } from './lib/report';
+import { Report, SuiteOutcome, countVerdicts, mergeOutcomes, reportNotes, reportRows } from './lib/report';
 import { renderResultsMd } from './lib/results-md';
 import { renderSvg } from './lib/svg';
 import { renderTextTable } from './lib/table';
@@ -97,6 +97,14 @@ async function main(argv: string[]): Promise<number> {
     machine,
     suites: outcomes,
   };
+  if (opts.merge) {
+    const earlier = JSON.parse(readFileSync(resolve(opts.merge), 'utf8')) as Report;
+    const m = mergeOutcomes(SUITES.map((s) => s.name), outcomes, earlier, report);
+    report.suites = m.suites;
+    report.mergedFrom = m.mergedFrom;
+    outcomes.splice(0, outcomes.length, ...m.suites);
+    for (const [name, at] of Object.entries(m.mergedFrom)) process.stderr.write(`bench: ${name} taken from the run of ${at}\n`);
+  }
 
   const n = countVerdicts(report);
   const notes = reportNotes(report);

@@ -9,6 +9,8 @@ export interface BenchOptions {
   suites: string[];
   /** Where to write the JSON report (default bench/out/report.json). */
   json?: string;
+  /** An earlier JSON report whose suites stand in for the ones not run now. */
+  merge?: string;
   smoke: boolean;
   reps: number;
   seed: number;
@@ -37,6 +39,8 @@ export const USAGE = `usage: npm run bench [-- [--suite NAME[,NAME...]]... [--sm
   --reps N       repetitions per timed case, medians reported (default 3, smoke 1)
   --seed N       seed for every synthetic dataset (default ${DEFAULT_SEED})
   --json FILE    where to write the JSON report (default bench/out/report.json)
+  --merge FILE   take every suite not run now from this earlier JSON report (same mode, reps
+                 and cache); RESULTS.md then names the run each suite came from
   --cache MODE   cold: sync and drop the page cache before every timed run of either side
                  (default); warm: never drop it (the --smoke default)
   --scale-files N  files in the scale suite's tree (default 1000000; --smoke 3000); the RSS
@@ -66,6 +70,7 @@ export function parseBenchArgs(argv: readonly string[], known: readonly string[]
       options: {
         suite: { type: 'string', multiple: true },
         json: { type: 'string' },
+        merge: { type: 'string' },
         smoke: { type: 'boolean', default: false },
         reps: { type: 'string' },
         seed: { type: 'string' },
@@ -88,6 +93,7 @@ export function parseBenchArgs(argv: readonly string[], known: readonly string[]
   return {
     suites: known.filter((k) => asked.includes(k)),
     json: v.json,
+    merge: v.merge,
     smoke,
     reps: v.reps !== undefined ? positiveInt('reps', v.reps, 1) : smoke ? 1 : 3,
     seed: v.seed !== undefined ? positiveInt('seed', v.seed, 0) : DEFAULT_SEED,

@@ -33,6 +33,37 @@ export interface Report {
   requested: string[];
   machine: MachineInfo;
   suites: SuiteOutcome[];
+  /** Suites taken from an earlier run (--merge): suite name -> that run's start time. */
+  mergedFrom?: Record<string, string>;
+}
+
+/**
+ * Fill in the suites a run did not run from an earlier report of the same
+ * kind (mode, reps, cache, seed). Returns the outcomes in registry order and
+ * which suites came from where; throws when the reports are not comparable.
+ */
+export function mergeOutcomes(
+  order: readonly string[],
+  now: SuiteOutcome[],
+  earlier: Report,
+  same: { mode: Report['mode']; reps: number; cache?: Report['cache']; seed: number },
+): { suites: SuiteOutcome[]; mergedFrom: Record<string, string> } {
+  const diff = (['mode', 'reps', 'cache', 'seed'] as const).filter((k) => earlier[k] !== same[k]);
+  if (diff.length) throw new Error(`--merge: the earlier report differs in ${diff.join(', ')}; rerun instead`);
+  const mergedFrom: Record<string, string> = {};
+  const suites: SuiteOutcome[] = [];
+  for (const name of order) {
+    const fresh = now.find((o) => o.suite === name);
+    if (fresh) suites.push(fresh);
+    else {
+      const old = earlier.suites.find((o) => o.suite === name);
+      if (old) {
+        suites.push(old);
+        mergedFrom[name] = earlier.mergedFrom?.[name] ?? earlier.startedAt;
+      }
+    }
+  }
+  return { suites, mergedFrom };
 }
 
 export function verdictOf(c: CaseResult): Verdict {

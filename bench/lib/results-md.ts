@@ -51,6 +51,9 @@ export function renderResultsMd(report: Report): string {
   ];
   const busy = busyWarning(report.machine);
   if (busy) notes.push(`Warning: ${busy}.`);
+  for (const [name, at] of Object.entries(report.mergedFrom ?? {})) {
+    notes.push(`Suite ${name} comes from an earlier run on the same machine (started ${at}, same reps, cache and seed); the other suites were rerun at ${report.startedAt}.`);
+  }
   if (notes.length) lines.push('### Notes', '', ...notes.map((l) => `- ${l}`), '');
   lines.push('![results chart](report.svg)', '');
   return lines.join('\n');

@@ -84,8 +84,8 @@ async function run_(ctx: SuiteContext): Promise<CaseResult[]> {
   const ext4Opts = ['-i', '8192'];
   return withLoopFilesystems(
     {
-      ext4Src: { type: 'ext4', sizeBytes: size(1.6), parentDir, mkfsExtra: ext4Opts },
-      xfsSrc: { type: 'xfs', sizeBytes: size(1.6), parentDir },
+      ext4Src: { type: 'ext4', sizeBytes: size(3), parentDir, mkfsExtra: ext4Opts },
+      xfsSrc: { type: 'xfs', sizeBytes: size(3), parentDir },
       btrfsSrc: { type: 'btrfs', sizeBytes: size(2.5), parentDir },
       ext4Dst: { type: 'ext4', sizeBytes: size(3), parentDir, mkfsExtra: ext4Opts },
       btrfsDst: { type: 'btrfs', sizeBytes: size(2.5), parentDir },

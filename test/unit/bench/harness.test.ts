@@ -162,3 +162,36 @@ describe('registry', () => {
     }
   });
 });
+
+describe('mergeOutcomes (--merge)', () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { mergeOutcomes } = require('../../../bench/lib/report') as typeof import('../../../bench/lib/report');
+  const ok = (suite: string) => ({ suite, title: suite, status: 'ok' as const, seconds: 1, cases: [] });
+  const earlier = {
+    format: 'ferry-bench-report' as const,
+    version: 1 as const,
+    startedAt: '2026-11-21T18:00:00.000Z',
+    finishedAt: '2026-11-21T19:00:00.000Z',
+    mode: 'full' as const,
+    cache: 'cold' as const,
+    reps: 3,
+    seed: 1,
+    requested: ['a', 'b', 'c'],
+    machine: {} as never,
+    suites: [ok('a'), { suite: 'b', title: 'b', status: 'crashed' as const, seconds: 2, error: 'ENOSPC' }, ok('c')],
+  };
+
+  it('keeps fresh suites, fills the rest from the earlier run in registry order, and says where each came from', () => {
+    const m = mergeOutcomes(['a', 'b', 'c'], [ok('b')], earlier, { mode: 'full', reps: 3, cache: 'cold', seed: 1 });
+    expect(m.suites.map((s) => [s.suite, s.status])).toEqual([
+      ['a', 'ok'],
+      ['b', 'ok'],
+      ['c', 'ok'],
+    ]);
+    expect(m.mergedFrom).toEqual({ a: earlier.startedAt, c: earlier.startedAt });
+  });
+
+  it('refuses a report made with other settings', () => {
+    expect(() => mergeOutcomes(['a'], [], earlier, { mode: 'full', reps: 5, cache: 'cold', seed: 1 })).toThrow(/reps/);
+  });
+});
