@@ -101,8 +101,21 @@ export class Catalog {
     writeFileAtomic(this.entryPath(entry.uuid), JSON.stringify(entry, null, 2) + '\n');
   }
 
+  /**
+   * Drop an entry and the files kept beside it under its uuid or its
+   * received uuid (the sender's manifest, `<uuid>.manifest`).
+   */
   remove(uuid: string): void {
+    let received: string | undefined;
+    try {
+      received = (JSON.parse(fs.readFileSync(this.entryPath(uuid), 'utf8')) as CatalogEntry).receivedUuid;
+    } catch {
+      received = undefined;
+    }
     fs.rmSync(this.entryPath(uuid), { force: true });
+    for (const u of [uuid, received]) {
+      if (u && /^[0-9a-f-]{32,36}$/i.test(u)) fs.rmSync(path.join(this.dir, `${u}.manifest`), { force: true });
+    }
   }
 
   /** Remove entries whose snapshot directory never appeared (killed commits). */
