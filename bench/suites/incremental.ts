@@ -85,7 +85,7 @@ async function run_(ctx: SuiteContext): Promise<CaseResult[]> {
   return withLoopFilesystems(
     {
       ext4Src: { type: 'ext4', sizeBytes: size(3), parentDir, mkfsExtra: ext4Opts },
-      xfsSrc: { type: 'xfs', sizeBytes: size(3), parentDir },
+      xfsSrc: { type: 'xfs', sizeBytes: size(8), parentDir },
       btrfsSrc: { type: 'btrfs', sizeBytes: size(2.5), parentDir },
       ext4Dst: { type: 'ext4', sizeBytes: size(3), parentDir, mkfsExtra: ext4Opts },
       btrfsDst: { type: 'btrfs', sizeBytes: size(2.5), parentDir },
