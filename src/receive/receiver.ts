@@ -32,6 +32,7 @@ import { Sys, sys as defaultSys } from '../sys/linux';
 import { Catalog, CatalogEntry, FERRY_DIR } from '../volume/catalog';
 import { fsyncDir } from '../volume/atomic';
 import { Lock } from '../volume/lock';
+import { setImmutable } from '../volume/reflink-copy';
 import { Applier, CloneSourceResolver, NON_IDEMPOTENT } from './applier';
 import { initDecompressors } from './decompress';
 import {
@@ -55,7 +56,6 @@ import { SeedMethod, seedFromParent } from './seed';
 import { Sha256State, StreamHash, digestOfState, resumableSha256, streamSha256 } from './sha256-state';
 import { RiskyStep, StagingTree, joinParts, nsToTimespec } from './staging-tree';
 
-const FS_IMMUTABLE_FL = 0x10;
 const MiB = 1024 * 1024;
 /** Journal at least this often (stream bytes, ms) so a killed run resends little. */
 const JOURNAL_BYTES = MiB;
@@ -862,35 +862,11 @@ export class Receiver {
 
 /** Best effort: mark a committed snapshot's root immutable so it is not changed by accident. */
 export function protectSnapshot(sys: Sys, dir: string): boolean {
-  return setRootFlag(sys, dir, true);
+  return setImmutable(dir, true, sys);
 }
 
 /** Clear the immutable flag of a snapshot's root (before pruning it). */
 export function unprotectSnapshot(sys: Sys, dir: string): boolean {
-  return setRootFlag(sys, dir, false);
+  return setImmutable(dir, false, sys);
 }
 
-function setRootFlag(sys: Sys, dir: string, on: boolean): boolean {
-  let fd: number;
-  try {
-    fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
-  } catch {
-    return false;
-  }
-  try {
-    const cur = sys.getFlags(fd);
-    if (cur === undefined) return false;
-    const next = on ? cur | FS_IMMUTABLE_FL : cur & ~FS_IMMUTABLE_FL;
-    if (next === cur) return true;
-    try {
-      return sys.setFlags(fd, next);
-    } catch (e) {
-      // Without CAP_LINUX_IMMUTABLE (not root) the flag can't be set; the
-      // snapshot stays protected by its catalog entry only, and the caller warns.
-      if ((e as NodeJS.ErrnoException).code === 'EPERM') return false;
-      throw e;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}

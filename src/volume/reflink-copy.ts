@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../errors';
 import { InodeRecord } from '../model/inode';
-import { FS_IMMUTABLE_FL, sys, Timespec } from '../sys/linux';
+import { FS_IMMUTABLE_FL, Sys, sys, Timespec } from '../sys/linux';
 import { WalkEntry } from '../diff/walker';
 
 const SLASH = Buffer.from('/');
@@ -155,8 +155,11 @@ export function buildReflinkCopy(entries: WalkEntry[], dest: string, warn: (m: s
   applyMeta(destB, root.rec);
 }
 
-/** Set or clear the immutable flag on a directory; false where the fs can't. */
-export function setImmutable(dir: string, on: boolean): boolean {
+/**
+ * Set or clear the immutable flag on a directory; false where the fs can't,
+ * or where the process lacks CAP_LINUX_IMMUTABLE (not root).
+ */
+export function setImmutable(dir: string, on: boolean, s: Sys = sys()): boolean {
   let fd: number;
   try {
     fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
@@ -164,7 +167,6 @@ export function setImmutable(dir: string, on: boolean): boolean {
     return false;
   }
   try {
-    const s = sys();
     const flags = s.getFlags(fd);
     if (flags === undefined) return false;
     const want = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
