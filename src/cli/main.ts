@@ -203,22 +203,39 @@ async function main(argv: string[]): Promise<number> {
   return run ? await run : Exit.OK;
 }
 
+let stdoutGone = false;
 function onEpipe(e: NodeJS.ErrnoException): void {
   // The reader went away (e.g. `ferry dump | head`): stop quietly, like cat.
-  if (e.code === 'EPIPE') process.exit(Exit.OK);
+  if (e.code === 'EPIPE') {
+    stdoutGone = true;
+    process.exit(Exit.OK);
+  }
 }
 process.stdout.on('error', onEpipe);
 
+let settled = false;
+// A command whose promise never settles (a wait nothing will ever wake) would
+// otherwise end with status 0 and no word: cron would call that a success.
+process.on('beforeExit', () => {
+  if (settled) return;
+  settled = true;
+  process.stderr.write(renderInternal(new Error('ferry stopped before the command finished (nothing left to wait for)'), wantsJson()));
+  process.exitCode = Exit.INTERNAL;
+});
+
 main(process.argv).then(
   (code) => {
+    settled = true;
     process.exitCode = code;
   },
   (err: unknown) => {
+    settled = true;
     const json = wantsJson();
     if (isFerryError(err)) {
       process.stderr.write(renderError(err as FerryError, json));
       process.exitCode = err.exitCode;
-    } else if ((err as NodeJS.ErrnoException)?.code === 'EPIPE') {
+    } else if ((err as NodeJS.ErrnoException)?.code === 'EPIPE' && stdoutGone) {
+      // Only our own stdout closing is quiet; a broken pipe to a child or a socket is a failure.
       process.exitCode = Exit.OK;
     } else {
       process.stderr.write(renderInternal(err, json));

@@ -62,7 +62,9 @@ export class ServeSession {
     const channel = await opts.endpoint.exec(opts.command);
     const s = new ServeSession(opts.endpoint, channel, opts);
     try {
-      await s.peer.writer.preamble();
+      await s.peer.writer.preamble().catch(async (e: unknown) => {
+        throw e instanceof FerryError ? e : await s.ended(e);
+      });
       const hello = await s.request({ t: 'hello', version: SERVE_VERSION }, 'hello');
       s.features = Array.isArray(hello.features) ? hello.features.filter((f): f is string => typeof f === 'string') : [];
       return s;

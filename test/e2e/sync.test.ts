@@ -177,6 +177,18 @@ test('exit 13: ferry missing on the other side says how to point at it', () => {
   expect(r.stderr).toMatch(/hint: ferry was not found on the remote host/);
 });
 
+test('a serve that exits before reading (broken pipe on our side) is exit 13, never a silent 0', () => {
+  // Before the fix, the EPIPE from writing the preamble to a dead child was
+  // mistaken for our own stdout closing and the run ended with status 0.
+  const { vol, target } = fresh();
+  for (let i = 0; i < 3; i++) {
+    const r = ferry(['sync', vol, target, '--name', `x${i}`], { env: { FERRY_REMOTE_COMMAND: 'exec 0<&- 1>&-; exit 3' } });
+    expect(r.code).toBe(13);
+    expect(r.stderr).toMatch(/remote ferry serve ended unexpectedly/);
+  }
+  expect(fs.existsSync(target) ? fs.readdirSync(target).filter((n) => !n.startsWith('.')) : []).toEqual([]);
+});
+
 test('exit 13 when serve is killed mid-stream; target unchanged; the next run resumes', () => {
   const { vol, target } = fresh(3 * 1024 * 1024);
   const r = ferry(['sync', vol, target, '--name', 's1', '--json'], { env: { FERRY_REMOTE_COMMAND: `FERRY_FAULT=serve:data:24 exec ${SERVE}` } });
