@@ -58,6 +58,22 @@ export interface PlanOptions {
   name: Buffer;
   /** Send blocks the receiver already has as CLONE (default true). */
   clone?: boolean;
+  /**
+   * The caller already emitted the SUBVOL/SNAPSHOT command (see
+   * `subvolCommand`/`snapshotCommand`), so a receiver could start on it
+   * before the plan was made; the planner then does not repeat it.
+   */
+  headSent?: boolean;
+}
+
+/** The SUBVOL command that opens a full stream. */
+export function subvolCommand(name: Buffer, snap: { uuid: Buffer; ctransid: bigint }): Command {
+  return { cmd: Cmd.SUBVOL, attrs: { path: name, uuid: snap.uuid, ctransid: snap.ctransid } };
+}
+
+/** The SNAPSHOT command that opens an incremental stream. */
+export function snapshotCommand(name: Buffer, snap: { uuid: Buffer; ctransid: bigint }, parent: { uuid: Buffer; ctransid: bigint }): Command {
+  return { cmd: Cmd.SNAPSHOT, attrs: { path: name, uuid: snap.uuid, ctransid: snap.ctransid, cloneUuid: parent.uuid, cloneCtransid: parent.ctransid } };
 }
 
 const CAPABILITY = 'security.capability';
@@ -753,7 +769,7 @@ export function* planFull(snap: PlanSnapshot, data: DataSource, opts: PlanOption
     clones: opts.clone === false ? undefined : new Clones({ uuid: snap.uuid, ctransid: snap.ctransid }, undefined, undefined),
   };
 
-  yield { cmd: Cmd.SUBVOL, attrs: { path: opts.name, uuid: snap.uuid, ctransid: snap.ctransid } };
+  if (!opts.headSent) yield subvolCommand(opts.name, snap);
   yield* content(ctx, plan.root, undefined);
 
   const ensure = (d: Node) => {
@@ -936,10 +952,7 @@ export function* planIncremental(parent: PlanSnapshot, snap: PlanSnapshot, data:
     clones: opts.clone === false ? undefined : incrementalClones(nodes, parent, snap),
   };
 
-  yield {
-    cmd: Cmd.SNAPSHOT,
-    attrs: { path: opts.name, uuid: snap.uuid, ctransid: snap.ctransid, cloneUuid: parent.uuid, cloneCtransid: parent.ctransid },
-  };
+  if (!opts.headSent) yield snapshotCommand(opts.name, snap, parent);
 
   // Phase 1: names, parents before children.
   const tryFinal = (y: Node, from: Edge): boolean => {

@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { FerryError } from '../errors';
 import { InodeRecord } from '../model/inode';
 import { openIndex } from '../diff/index-file';
-import { DataSource, PlanSnapshot, planFull, planIncremental } from '../diff/planner';
+import { DataSource, PlanSnapshot, planFull, planIncremental, snapshotCommand, subvolCommand } from '../diff/planner';
+import { FLUSH } from '../stream/coalesce';
 import { StreamEncoder } from '../stream/encoder';
 import { SnapshotInfo, getSnapshot, openVolume } from '../volume/volume';
 import { sendBtrfs } from './send-btrfs';
@@ -183,17 +184,24 @@ export async function* sendSnapshot(opts: SendOptions, result: SendResult = { ch
     yield* sendBtrfs({ snapshot: info, parent: parentInfo, version: opts.version });
     return;
   }
+  const enc = new StreamEncoder(opts.version);
+  const name = Buffer.from(opts.snapshot.name);
+  // The opening command needs only the catalog, so it goes out (and is
+  // flushed) before the indexes are loaded and the plan is made: the
+  // receiver seeds its staging tree from the parent meanwhile.
+  const ids = (s: SnapshotInfo) => ({ uuid: uuidBytes(s.meta.uuid), ctransid: BigInt(s.meta.transid) });
+  yield enc.header();
+  const head = parentInfo ? snapshotCommand(name, ids(info), ids(parentInfo)) : subvolCommand(name, ids(info));
+  for (const part of enc.encodeParts(head)) yield part;
+  yield FLUSH;
   const snap = await planSnapshot(info);
   const parent = parentInfo ? await planSnapshot(parentInfo) : undefined;
   const live = info.meta.method === 'index';
   const data = new TreeDataSource(info.dataRoot, live ? filePaths(snap) : undefined, !!opts.strict);
-  const enc = new StreamEncoder(opts.version);
-  const name = Buffer.from(opts.snapshot.name);
   try {
-    yield enc.header();
     const cmds = parent
-      ? planIncremental(parent, snap, data, { version: opts.version, name })
-      : planFull(snap, data, { version: opts.version, name });
+      ? planIncremental(parent, snap, data, { version: opts.version, name, headSent: true })
+      : planFull(snap, data, { version: opts.version, name, headSent: true });
     for (const c of cmds) for (const part of enc.encodeParts(c)) yield part;
   } finally {
     data.close();

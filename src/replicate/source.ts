@@ -10,6 +10,7 @@
  * skip → count → coalesce → compress, and the remote-volume client calls.
  * Never: receives, or decides the parent (parent.ts does).
  */
+import { coalesce } from '../stream/coalesce';
 import { MAX_DATA, protocolError, throughTransform } from '../transport/control';
 import { manifestBytes } from '../diff/manifest';
 import { placeHold, releaseHold } from '../volume/holds';
@@ -57,26 +58,6 @@ export function estimateStreamBytes(all: readonly SnapshotMeta[], snap: Snapshot
   return Math.min(full, Math.max(est, PER_INODE));
 }
 
-async function* coalesce(src: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of src) {
-    if (!c.length) continue;
-    if (n + c.length > size && n > 0) {
-      yield parts.length === 1 ? parts[0] : Buffer.concat(parts, n);
-      parts = [];
-      n = 0;
-    }
-    if (c.length >= size) {
-      for (let off = 0; off < c.length; off += MAX_DATA) yield c.subarray(off, off + MAX_DATA);
-      continue;
-    }
-    parts.push(c);
-    n += c.length;
-  }
-  if (n) yield parts.length === 1 ? parts[0] : Buffer.concat(parts, n);
-}
-
 /** Split anything larger than a data frame (compressor output can be). */
 async function* bounded(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   for await (const c of src) for (let off = 0; off < c.length; off += MAX_DATA) yield c.subarray(off, off + MAX_DATA);
@@ -117,7 +98,8 @@ export async function openOutgoing(volumeDir: string, req: OutgoingRequest): Pro
       yield c;
     }
   })();
-  let chunks: AsyncIterable<Buffer> = coalesce(counted, COALESCE);
+  // Small parts joined into frames of about COALESCE bytes; FLUSH hands the opening command on at once.
+  let chunks: AsyncIterable<Buffer> = bounded(coalesce(counted, COALESCE));
   if (req.compress) {
     const { createZstdCompressor } = await import('../transport/zstd-stream');
     chunks = bounded(throughTransform(chunks, createZstdCompressor({ level: req.compress.level })));

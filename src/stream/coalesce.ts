@@ -11,6 +11,14 @@
 
 export const DEFAULT_CHUNK = 1024 * 1024;
 
+/**
+ * This empty part (this very object; other empty parts are just skipped):
+ * pass on what is held now instead of waiting for a full chunk. The sender
+ * yields it after a stream's opening command, so the receiver can start on
+ * it while the rest is planned. It adds no bytes.
+ */
+export const FLUSH: Buffer = Buffer.alloc(0);
+
 export async function* coalesce(
   parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   target = DEFAULT_CHUNK,
@@ -18,7 +26,14 @@ export async function* coalesce(
   let held: Uint8Array[] = [];
   let size = 0;
   for await (const p of parts) {
-    if (p.length === 0) continue;
+    if (p.length === 0) {
+      if (p === FLUSH && size) {
+        yield Buffer.concat(held, size);
+        held = [];
+        size = 0;
+      }
+      continue;
+    }
     if (size === 0 && p.length >= target) {
       yield Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.length);
       continue;

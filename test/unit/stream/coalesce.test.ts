@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { coalesce } from '../../../src/stream/coalesce';
+import { coalesce, FLUSH } from '../../../src/stream/coalesce';
 
 async function collect(it: AsyncIterable<Buffer>): Promise<Buffer[]> {
   const out: Buffer[] = [];
@@ -27,6 +27,22 @@ describe('coalesce', () => {
   it('yields nothing for empty input and skips empty parts', async () => {
     expect(await collect(coalesce([], 10))).toEqual([]);
     expect(await collect(coalesce([Buffer.alloc(0), Buffer.from('ab'), Buffer.alloc(0)], 10))).toEqual([Buffer.from('ab')]);
+  });
+
+  it('FLUSH hands on what is held at once, and only FLUSH does', async () => {
+    const parts = [Buffer.from('head'), Buffer.alloc(0), Buffer.from('more'), FLUSH, FLUSH, Buffer.from('tail')];
+    expect(await collect(coalesce(parts, 1024))).toEqual([Buffer.from('headmore'), Buffer.from('tail')]);
+    // The consumer sees the head before the source has produced the rest.
+    let produced = 0;
+    async function* slow() {
+      yield Buffer.from('SNAP');
+      yield FLUSH;
+      produced++;
+      yield Buffer.from('rest');
+    }
+    const it = coalesce(slow(), 1024);
+    expect((await it.next()).value).toEqual(Buffer.from('SNAP'));
+    expect(produced).toBe(0);
   });
 
   it('accepts an async source and Uint8Array parts', async () => {
