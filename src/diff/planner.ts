@@ -32,7 +32,7 @@ import { Extent, InodeRecord, InodeType, SUB_BLOCK_SIZE, SUB_DIGEST_BYTES } from
 import { maxWriteBytes } from '../stream/constants';
 import { splitWrite } from '../stream/encoder';
 import { BlockTable } from './block-table';
-import { SubDigester } from './generations';
+import { blockHash, SubDigester } from './generations';
 
 export interface PlanSnapshot {
   uuid: Buffer;
@@ -465,8 +465,14 @@ function extentAt(r: InodeRecord, i: number, offset: bigint): Extent | undefined
  * same offset. The whole block when either side has no digests, or when no
  * digest differs although the hash does (64 bits never outvote 128).
  */
-function changedSlices(ctx: ContentCtx, x: Extent, ox: Extent | undefined): Array<[bigint, bigint]> {
+function changedSlices(ctx: ContentCtx, x: Extent, ox: Extent | undefined, src: Buffer): Array<[bigint, bigint]> {
   const whole: Array<[bigint, bigint]> = [[x.offset, x.offset + BigInt(x.length)]];
+  // The block the parent's version ended in, now longer (an append): when the
+  // parent's bytes are all still there (its block hash covers exactly them),
+  // only what follows is new. Reading them costs no more than sending them.
+  if (ox?.hash && ox.offset === x.offset && ox.length < x.length) {
+    if (blockHash(ctx.data.read(src, x.offset, ox.length)).equals(ox.hash)) return [[x.offset + BigInt(ox.length), x.offset + BigInt(x.length)]];
+  }
   if (!ctx.subs || !x.sub || !ox) return whole;
   // A write into a hole of the parent (a sparse image): the receiver's copy
   // reads zeros there, so only slices that are not all zeros are new.
@@ -609,7 +615,7 @@ function* fileData(ctx: ContentCtx, n: Node, since: bigint | undefined): Generat
       done(i, x);
       continue;
     }
-    const slices = changedSlices(ctx, x, ox);
+    const slices = changedSlices(ctx, x, ox, src);
     // An unaligned tail may only be cloned where it ends at the receiver's EOF.
     if (clones && cloneable(x, r.size) && (x.length % CLONE_ALIGN === 0 || sizeBefore <= end)) {
       if (extend(i, x)) {

@@ -570,6 +570,18 @@ const FERRY: Scenario[] = [
     needs: ['xfs_io'],
   },
   {
+    id: 'f-appends',
+    title: 'appends to files of every size class (inside a block, past a block, after an edit of the old bytes)',
+    source: 'ferry',
+    parent:
+      'head -c 100 /dev/urandom > tiny; head -c 5000 /dev/urandom > small; head -c 70001 /dev/urandom > mid; ' +
+      'head -c 131172 /dev/urandom > twoblocks; head -c 9000 /dev/urandom > edited; head -c 130000 /dev/urandom > crosses',
+    child:
+      'for f in tiny small mid twoblocks; do head -c 3000 /dev/urandom >> $f; done; ' +
+      'printf X | dd of=edited bs=1 seek=10 conv=notrunc status=none; head -c 3000 /dev/urandom >> edited; ' +
+      'head -c 200000 /dev/urandom >> crosses',
+  },
+  {
     id: 'f-scattered-4k',
     title: 'scattered 4 KiB writes into a big file: across a block boundary, at the unaligned tail, past EOF',
     source: 'ferry',

@@ -105,6 +105,22 @@ describe('changed blocks are sent as their changed 4 KiB slices', () => {
     expect(clones(cmds)).toEqual([]);
   });
 
+  test('an append sends only the bytes after the old end, when the old bytes are unchanged', () => {
+    // Files under 64 KiB carry no slice digests: the old block hash decides.
+    const { P, C } = snapshots('head -c 5000 /dev/urandom > log && head -c 5000 /dev/urandom > edited && head -c 5000 /dev/urandom > small', () => {
+      fs.appendFileSync(path.join(base, 'log'), randomBytes(3000));
+      pwrite('edited', randomBytes(1), 4500); // inside the old partial slice
+      fs.appendFileSync(path.join(base, 'edited'), randomBytes(3000));
+      fs.appendFileSync(path.join(base, 'small'), randomBytes(200000)); // grows past its block
+    });
+    for (const version of [1, 2] as const) {
+      const cmds = [...planIncremental(P, C, dirSource(base), { version, name: Buffer.from('c') })];
+      expect(written(cmds, 'log')).toEqual([[5000, 8000]]);
+      expect(written(cmds, 'edited')).toEqual([[0, 8000]]); // an old byte changed: the whole block
+      expect(written(cmds, 'small')).toEqual([[5000, 205000]]);
+    }
+  });
+
   test('a write into a hole of the parent sends only the slices that are not zeros', () => {
     const { P, C } = snapshots('head -c 131072 /dev/urandom > img && truncate -s 1048576 img', () => {
       pwrite('img', randomBytes(K4), 3 * BLOCK + K4);
