@@ -84,9 +84,21 @@ export interface FaultServer {
   stop(): Promise<void>;
 }
 
+/**
+ * A fresh key pair that ssh2 can read back. ssh2's generateKeyPairSync
+ * strips leading zero bytes from an ed25519 public key, so about 1 key in
+ * 256 comes out malformed (mscdex/ssh2#1513); such a pair is drawn again.
+ */
+export function keyPair(type: 'ed25519' | 'ecdsa' | 'rsa', opts?: { bits: number }): { private: string; public: string } {
+  for (;;) {
+    const k = sshUtils.generateKeyPairSync(type as 'ed25519', opts as never);
+    if (!(sshUtils.parseKey(k.public) instanceof Error) && !(sshUtils.parseKey(k.private) instanceof Error)) return k;
+  }
+}
+
 /** A fresh ed25519 private key in OpenSSH format. */
 export function generateHostKey(): string {
-  return sshUtils.generateKeyPairSync('ed25519').private;
+  return keyPair('ed25519').private;
 }
 
 function parsedKey(k: string): ParsedKey {
@@ -115,7 +127,7 @@ export async function startFaultServer(opts: FaultServerOptions = {}): Promise<F
   hookExit();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-sshsrv-'));
   const hostKey = opts.hostKey ?? generateHostKey();
-  const client = sshUtils.generateKeyPairSync('ed25519');
+  const client = keyPair('ed25519');
   const clientKey = path.join(dir, 'client_ed25519');
   fs.writeFileSync(clientKey, client.private, { mode: 0o600 });
   fs.writeFileSync(`${clientKey}.pub`, `${client.public}\n`);

@@ -12,13 +12,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { utils as sshUtils } from 'ssh2';
 import { FerryError } from '../../../src/errors';
 import type { Endpoint } from '../../../src/transport/channel';
 import { hostKeyFingerprint } from '../../../src/transport/known-hosts';
 import { connectSsh, hostEnvironment, SshEnvironment, SshOptions } from '../../../src/transport/ssh';
 import type { SshChannelExit } from '../../../src/transport/ssh-channel';
-import { ExecIO, FaultServer, FaultServerOptions, generateHostKey, startFaultServer } from '../../helpers/ssh-server';
+import { ExecIO, FaultServer, FaultServerOptions, generateHostKey, keyPair, startFaultServer } from '../../helpers/ssh-server';
 
 let tmp: string;
 let env: SshEnvironment;
@@ -214,7 +213,7 @@ describe('host keys', () => {
   });
 
   test('a host on record only with another key type is refused, not treated as new', async () => {
-    const rsa = sshUtils.generateKeyPairSync('rsa', { bits: 2048 }).private;
+    const rsa = keyPair('rsa', { bits: 2048 }).private;
     const s = await server({ knownHostKey: rsa }); // presents ed25519, rsa on record
     const e = await ferryError(connect(s, { acceptNew: true }));
     expect(e.code).toBe('SSH_HOST_KEY_MISMATCH');
@@ -235,13 +234,13 @@ describe('host keys', () => {
     const salt = randomBytes(20);
     const name = `[127.0.0.1]:${s.port}`;
     const hash = createHmac('sha1', salt).update(name).digest('base64');
-    const other = sshUtils.generateKeyPairSync('ecdsa', { bits: 256 }).public;
+    const other = keyPair('ecdsa', { bits: 256 }).public;
     const kh = path.join(tmp, 'known_hosts');
     fs.writeFileSync(
       kh,
       [
         `otherhost ${other}`,
-        `127.0.0.1 ${sshUtils.generateKeyPairSync('ed25519').public}`, // same host, port 22: a different entry
+        `127.0.0.1 ${keyPair('ed25519').public}`, // same host, port 22: a different entry
         `|1|${salt.toString('base64')}|${hash} ssh-ed25519 ${s.hostKeyBlob.toString('base64')}`,
         '',
       ].join('\n'),
@@ -253,7 +252,7 @@ describe('host keys', () => {
 
 describe('authentication', () => {
   test('a key the server does not accept: SSH_AUTH_FAILED listing what was tried', async () => {
-    const other = sshUtils.generateKeyPairSync('ed25519').public;
+    const other = keyPair('ed25519').public;
     const s = await server({ authorizedKeys: [other] });
     const e = await ferryError(connect(s));
     expect(e.code).toBe('SSH_AUTH_FAILED');
@@ -266,7 +265,7 @@ describe('authentication', () => {
   test('IdentityFile entries and default keys are tried after --ssh-identity, in order', async () => {
     const s = await server();
     const wrong = path.join(tmp, 'wrong_key');
-    fs.writeFileSync(wrong, sshUtils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+    fs.writeFileSync(wrong, keyPair('ed25519').private, { mode: 0o600 });
     fs.mkdirSync(path.join(tmp, '.ssh'));
     fs.copyFileSync(s.clientKey, path.join(tmp, '.ssh', 'id_ed25519')); // the right key, as a default
     const cfg = path.join(tmp, 'config');
@@ -388,7 +387,7 @@ describe('connection failures', () => {
       });
     });
     const key = path.join(tmp, 'k');
-    fs.writeFileSync(key, sshUtils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+    fs.writeFileSync(key, keyPair('ed25519').private, { mode: 0o600 });
     fs.writeFileSync(path.join(tmp, 'cfg'), '');
     const e = await ferryError(connectSsh({ host: '127.0.0.1', port, path: '/' }, { identity: key, configFile: path.join(tmp, 'cfg') }, env));
     expect(e.code).toBe('SSH_CONNECT_FAILED');
@@ -404,7 +403,7 @@ describe('connection failures', () => {
     await new Promise<void>((r) => mute.listen(0, '127.0.0.1', () => r()));
     const port = (mute.address() as net.AddressInfo).port;
     const key = path.join(tmp, 'k');
-    fs.writeFileSync(key, sshUtils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+    fs.writeFileSync(key, keyPair('ed25519').private, { mode: 0o600 });
     fs.writeFileSync(path.join(tmp, 'cfg'), '');
     try {
       const t0 = Date.now();

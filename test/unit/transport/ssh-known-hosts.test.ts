@@ -3,7 +3,6 @@ import { createHmac, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { utils as sshUtils } from 'ssh2';
 import {
   appendKnownHost,
   checkHostKey,
@@ -16,10 +15,11 @@ import {
   loadKnownHosts,
   parseKnownHosts,
 } from '../../../src/transport/known-hosts';
+import { keyPair } from '../../helpers/ssh-server';
 
 function pubBlob(type: 'ed25519' | 'ecdsa' | 'rsa'): Buffer {
   const opts = type === 'rsa' ? { bits: 2048 } : type === 'ecdsa' ? { bits: 256 } : undefined;
-  const k = sshUtils.generateKeyPairSync(type, opts as never);
+  const k = keyPair(type, opts);
   return Buffer.from(k.public.split(' ')[1], 'base64');
 }
 
