@@ -54,6 +54,11 @@ export function renderResultsMd(report: Report): string {
   for (const [name, at] of Object.entries(report.mergedFrom ?? {})) {
     notes.push(`Suite ${name} comes from an earlier run on the same machine (started ${at}, same reps, cache and seed); the other suites were rerun at ${report.startedAt}.`);
   }
+  if (n.miss) {
+    notes.push(
+      'Where the time goes in each missed budget, and what would close the gap, is worked out from this run\'s profiles in [ANALYSIS.md](ANALYSIS.md) (written by hand, dated; check that it names this run).',
+    );
+  }
   if (notes.length) lines.push('### Notes', '', ...notes.map((l) => `- ${l}`), '');
   lines.push('![results chart](report.svg)', '');
   return lines.join('\n');

@@ -120,6 +120,7 @@ describe('text and markdown tables', () => {
     expect(md).toContain('2 passed, 1 missed, 2 informational, 1 suites skipped, 1 crashed.');
     expect(md).toContain('codec/crc js: a note');
     expect(md).toContain('![results chart](report.svg)');
+    expect(md).toContain('[ANALYSIS.md](ANALYSIS.md)'); // one budget was missed
     expect(md).not.toContain('Warning: other work was running');
     expect(renderResultsMd({ ...report, machine: { ...report.machine, cpuIdle: 0.4 } })).toContain('Warning: other work was running');
   });
