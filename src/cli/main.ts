@@ -203,13 +203,11 @@ async function main(argv: string[]): Promise<number> {
   return run ? await run : Exit.OK;
 }
 
-let stdoutGone = false;
 function onEpipe(e: NodeJS.ErrnoException): void {
   // The reader went away (e.g. `ferry dump | head`): stop quietly, like cat.
-  if (e.code === 'EPIPE') {
-    stdoutGone = true;
-    process.exit(Exit.OK);
-  }
+  // This is the only quiet EPIPE: a broken pipe to a child or a socket
+  // reaches the handler below as a failure.
+  if (e.code === 'EPIPE') process.exit(Exit.OK);
 }
 process.stdout.on('error', onEpipe);
 
@@ -234,9 +232,6 @@ main(process.argv).then(
     if (isFerryError(err)) {
       process.stderr.write(renderError(err as FerryError, json));
       process.exitCode = err.exitCode;
-    } else if ((err as NodeJS.ErrnoException)?.code === 'EPIPE' && stdoutGone) {
-      // Only our own stdout closing is quiet; a broken pipe to a child or a socket is a failure.
-      process.exitCode = Exit.OK;
     } else {
       process.stderr.write(renderInternal(err, json));
       process.exitCode = Exit.INTERNAL;

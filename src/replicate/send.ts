@@ -38,6 +38,11 @@ function uuidBytes(u: string): Buffer {
   return b;
 }
 
+/** The uuid and ctransid a stream gives a snapshot (its SUBVOL/SNAPSHOT and CLONE attributes). */
+function snapshotIds(info: SnapshotInfo): { uuid: Buffer; ctransid: bigint } {
+  return { uuid: uuidBytes(info.meta.uuid), ctransid: BigInt(info.meta.transid) };
+}
+
 async function planSnapshot(info: SnapshotInfo): Promise<PlanSnapshot> {
   const f = await openIndex(info.indexPath);
   const records: InodeRecord[] = [];
@@ -48,7 +53,7 @@ async function planSnapshot(info: SnapshotInfo): Promise<PlanSnapshot> {
   }
   const root = records.find((r) => r.type === 'dir' && r.links.length === 0);
   if (!root) throw new FerryError('DIFF_INDEX_CORRUPT', 'index has no root directory', { context: { index: info.indexPath } });
-  return { uuid: uuidBytes(info.meta.uuid), ctransid: BigInt(info.meta.transid), rootIno: root.ino, records, subKey: f.header.subKey };
+  return { ...snapshotIds(info), rootIno: root.ino, records, subKey: f.header.subKey };
 }
 
 /** Relative path (raw bytes) of every regular file's first name, by path key. */
@@ -189,9 +194,8 @@ export async function* sendSnapshot(opts: SendOptions, result: SendResult = { ch
   // The opening command needs only the catalog, so it goes out (and is
   // flushed) before the indexes are loaded and the plan is made: the
   // receiver seeds its staging tree from the parent meanwhile.
-  const ids = (s: SnapshotInfo) => ({ uuid: uuidBytes(s.meta.uuid), ctransid: BigInt(s.meta.transid) });
   yield enc.header();
-  const head = parentInfo ? snapshotCommand(name, ids(info), ids(parentInfo)) : subvolCommand(name, ids(info));
+  const head = parentInfo ? snapshotCommand(name, snapshotIds(info), snapshotIds(parentInfo)) : subvolCommand(name, snapshotIds(info));
   for (const part of enc.encodeParts(head)) yield part;
   yield FLUSH;
   const snap = await planSnapshot(info);
