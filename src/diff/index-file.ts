@@ -68,6 +68,8 @@ export interface IndexHeader {
    * Keyed, so nobody without the index can craft colliding 64-bit digests.
    */
   subKey?: string;
+  /** Inode number of the snapshot's root directory, as a decimal string (indexes written before it lack it). */
+  rootIno?: string;
 }
 
 const TYPES: InodeType[] = ['file', 'dir', 'symlink', 'chr', 'blk', 'fifo', 'sock'];
@@ -335,8 +337,124 @@ export interface IndexFile {
   records: AsyncIterable<InodeRecord>;
   /** The same records in arrays (much cheaper per record for big indexes). */
   batches: AsyncIterable<InodeRecord[]>;
+  /**
+   * A fresh synchronous pass over every record, in ino order, each time it
+   * is called (for planners that must not hold the whole index in memory).
+   * Valid until `close()`; the checksum was verified when the file was opened.
+   */
+  scan(): Iterable<InodeRecord>;
   /** Release the file when the records are not read to the end. */
   close(): Promise<void>;
+}
+
+/**
+ * Reads records from an open index synchronously, one buffer at a time.
+ * Checks lengths, order, the trailer and the record count as it goes.
+ */
+class IndexCursor {
+  private buf = Buffer.allocUnsafe(READ_CHUNK);
+  private start = 0; // first unconsumed byte in buf
+  private end = 0; // bytes valid in buf
+  private filePos: number;
+  private consumed: number;
+  private count = 0n;
+  private last = -1n;
+  private finished = false;
+
+  constructor(
+    private readonly fd: number,
+    private readonly file: string,
+    private readonly recordsEnd: number,
+    private readonly version: number,
+    from: number,
+  ) {
+    this.filePos = from;
+    this.consumed = from;
+  }
+
+  /** Make at least n bytes available at buf[start]. */
+  fill(n: number): void {
+    if (this.end - this.start >= n) return;
+    if (this.start > 0) {
+      this.buf.copy(this.buf, 0, this.start, this.end);
+      this.end -= this.start;
+      this.start = 0;
+    }
+    if (n > this.buf.length) {
+      const b = Buffer.allocUnsafe(Math.max(n, this.buf.length * 2));
+      this.buf.copy(b, 0, 0, this.end);
+      this.buf = b;
+    }
+    while (this.end < n) {
+      const got = fs.readSync(this.fd, this.buf, this.end, this.buf.length - this.end, this.filePos);
+      if (got === 0) throw corrupt(this.file, 'unexpected end of file');
+      this.end += got;
+      this.filePos += got;
+    }
+  }
+
+  /** Every complete record in the buffer, parsed; refills first when none is complete. Undefined at the end. */
+  nextBatch(): InodeRecord[] | undefined {
+    if (this.finished) return undefined;
+    const { file, recordsEnd } = this;
+    if (this.consumed >= recordsEnd) {
+      if (this.consumed !== recordsEnd) throw corrupt(file, 'records overrun the trailer');
+      this.fill(16);
+      if (!this.buf.subarray(this.start, this.start + 8).equals(INDEX_END)) throw corrupt(file, 'bad trailer');
+      if (this.buf.readBigUInt64LE(this.start + 8) !== this.count) throw corrupt(file, 'record count mismatch');
+      this.finished = true;
+      return undefined;
+    }
+    this.fill(4);
+    const first = this.buf.readUInt32LE(this.start);
+    if (first > MAX_RECORD_BYTES || this.consumed + 4 + first > recordsEnd) throw corrupt(file, `bad record length at byte ${this.consumed}`);
+    this.fill(4 + first);
+    const batch: InodeRecord[] = [];
+    while (this.consumed < recordsEnd && this.end - this.start >= 4) {
+      const len = this.buf.readUInt32LE(this.start);
+      if (len > MAX_RECORD_BYTES || this.consumed + 4 + len > recordsEnd) throw corrupt(file, `bad record length at byte ${this.consumed}`);
+      if (this.end - this.start < 4 + len) break;
+      let r: InodeRecord;
+      try {
+        r = decodeRecord(this.buf.subarray(this.start + 4, this.start + 4 + len), this.version);
+      } catch (e) {
+        throw corrupt(file, `${(e as Error).message} (record at byte ${this.consumed})`);
+      }
+      if (r.ino <= this.last) throw corrupt(file, `records out of order at byte ${this.consumed}`);
+      this.last = r.ino;
+      this.start += 4 + len;
+      this.consumed += 4 + len;
+      this.count++;
+      batch.push(r);
+    }
+    return batch;
+  }
+
+  /** Read and check the file header; leaves the cursor at the first record. */
+  header(): { header: IndexHeader; version: number; recordsAt: number } {
+    const { file } = this;
+    this.fill(16);
+    if (!this.buf.subarray(0, 8).equals(INDEX_MAGIC)) throw corrupt(file, 'bad magic');
+    const version = this.buf.readUInt32LE(8);
+    if (version > INDEX_VERSION) {
+      throw new FerryError('DIFF_INDEX_CORRUPT', `snapshot index has format version ${version}; this ferry reads versions ${INDEX_MIN_VERSION} to ${INDEX_VERSION}`, {
+        context: { file },
+        hint: 'a newer ferry wrote this index: upgrade ferry to use this snapshot',
+      });
+    }
+    if (version < INDEX_MIN_VERSION) throw corrupt(file, `unsupported format version ${version}`);
+    const hlen = this.buf.readUInt32LE(12);
+    if (hlen > MAX_HEADER_BYTES || 16 + hlen > this.recordsEnd) throw corrupt(file, 'bad header length');
+    this.start = 16;
+    this.fill(hlen);
+    let header: IndexHeader;
+    try {
+      header = JSON.parse(this.buf.toString('utf8', this.start, this.start + hlen)) as IndexHeader;
+    } catch {
+      throw corrupt(file, 'header is not JSON');
+    }
+    return { header, version, recordsAt: 16 + hlen };
+  }
 }
 
 /**
@@ -345,106 +463,30 @@ export interface IndexFile {
  */
 export async function openIndex(file: string): Promise<IndexFile> {
   const size = await verify(file);
-  const fh = await fs.promises.open(file, 'r');
-  let buf = Buffer.allocUnsafe(READ_CHUNK);
-  let start = 0; // first unconsumed byte in buf
-  let end = 0; // bytes valid in buf
-  let filePos = 0;
+  const fd = fs.openSync(file, 'r');
   const recordsEnd = size - TRAILER_BYTES;
-  /** Make at least n bytes available at buf[start]. */
-  const fill = async (n: number): Promise<void> => {
-    if (end - start >= n) return;
-    if (start > 0) {
-      buf.copy(buf, 0, start, end);
-      end -= start;
-      start = 0;
-    }
-    if (n > buf.length) {
-      const b = Buffer.allocUnsafe(Math.max(n, buf.length * 2));
-      buf.copy(b, 0, 0, end);
-      buf = b;
-    }
-    while (end < n) {
-      const { bytesRead } = await fh.read(buf, end, buf.length - end, filePos);
-      if (bytesRead === 0) throw corrupt(file, 'unexpected end of file');
-      end += bytesRead;
-      filePos += bytesRead;
-    }
-  };
-  let header: IndexHeader;
-  let formatVersion = INDEX_VERSION;
+  let head: ReturnType<IndexCursor['header']>;
   try {
-    await fill(16);
-    if (!buf.subarray(0, 8).equals(INDEX_MAGIC)) throw corrupt(file, 'bad magic');
-    const version = buf.readUInt32LE(8);
-    if (version > INDEX_VERSION) {
-      throw new FerryError('DIFF_INDEX_CORRUPT', `snapshot index has format version ${version}; this ferry reads versions ${INDEX_MIN_VERSION} to ${INDEX_VERSION}`, {
-        context: { file },
-        hint: 'a newer ferry wrote this index: upgrade ferry to use this snapshot',
-      });
-    }
-    if (version < INDEX_MIN_VERSION) throw corrupt(file, `unsupported format version ${version}`);
-    formatVersion = version;
-    const hlen = buf.readUInt32LE(12);
-    if (hlen > MAX_HEADER_BYTES || 16 + hlen > recordsEnd) throw corrupt(file, 'bad header length');
-    start = 16;
-    await fill(hlen);
-    try {
-      header = JSON.parse(buf.toString('utf8', start, start + hlen)) as IndexHeader;
-    } catch {
-      throw corrupt(file, 'header is not JSON');
-    }
-    start += hlen;
+    head = new IndexCursor(fd, file, recordsEnd, INDEX_VERSION, 0).header();
   } catch (e) {
-    await fh.close();
+    fs.closeSync(fd);
     throw e;
   }
-  let consumed = filePos - (end - start);
   let closed = false;
   const close = async () => {
     if (!closed) {
       closed = true;
-      await fh.close();
+      fs.closeSync(fd);
     }
   };
-  let count = 0n;
-  let last = -1n;
-  /** Every complete record in the buffer, parsed synchronously; refills first when none is complete. */
-  const nextBatch = async (): Promise<InodeRecord[] | undefined> => {
-    if (consumed >= recordsEnd) {
-      if (consumed !== recordsEnd) throw corrupt(file, 'records overrun the trailer');
-      await fill(16);
-      if (!buf.subarray(start, start + 8).equals(INDEX_END)) throw corrupt(file, 'bad trailer');
-      if (buf.readBigUInt64LE(start + 8) !== count) throw corrupt(file, 'record count mismatch');
-      return undefined;
-    }
-    await fill(4);
-    const first = buf.readUInt32LE(start);
-    if (first > MAX_RECORD_BYTES || consumed + 4 + first > recordsEnd) throw corrupt(file, `bad record length at byte ${consumed}`);
-    await fill(4 + first);
-    const batch: InodeRecord[] = [];
-    while (consumed < recordsEnd && end - start >= 4) {
-      const len = buf.readUInt32LE(start);
-      if (len > MAX_RECORD_BYTES || consumed + 4 + len > recordsEnd) throw corrupt(file, `bad record length at byte ${consumed}`);
-      if (end - start < 4 + len) break;
-      let r: InodeRecord;
-      try {
-        r = decodeRecord(buf.subarray(start + 4, start + 4 + len), formatVersion);
-      } catch (e) {
-        throw corrupt(file, `${(e as Error).message} (record at byte ${consumed})`);
-      }
-      if (r.ino <= last) throw corrupt(file, `records out of order at byte ${consumed}`);
-      last = r.ino;
-      start += 4 + len;
-      consumed += 4 + len;
-      count++;
-      batch.push(r);
-    }
-    return batch;
+  const cursor = () => {
+    if (closed) throw new Error('index file is closed');
+    return new IndexCursor(fd, file, recordsEnd, head.version, head.recordsAt);
   };
   async function* batches(): AsyncGenerator<InodeRecord[]> {
     try {
-      for (let b = await nextBatch(); b; b = await nextBatch()) yield b;
+      const c = cursor();
+      for (let b = c.nextBatch(); b; b = c.nextBatch()) yield b;
     } finally {
       await close();
     }
@@ -452,7 +494,11 @@ export async function openIndex(file: string): Promise<IndexFile> {
   async function* records(): AsyncGenerator<InodeRecord> {
     for await (const b of batches()) for (const r of b) yield r;
   }
-  return { header, version: formatVersion, records: records(), batches: batches(), close };
+  function* scan(): Generator<InodeRecord> {
+    const c = cursor();
+    for (let b = c.nextBatch(); b; b = c.nextBatch()) yield* b;
+  }
+  return { header: head.header, version: head.version, records: records(), batches: batches(), scan, close };
 }
 
 /** Stream the records of an index (verified before the first one is yielded). */

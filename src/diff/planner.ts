@@ -33,6 +33,7 @@ import { maxWriteBytes } from '../stream/constants';
 import { splitWrite } from '../stream/encoder';
 import { BlockTable } from './block-table';
 import { blockHash, SubDigester } from './generations';
+import { addWantedBlocks, cloneableExtent, extentAt } from './select';
 
 export interface PlanSnapshot {
   uuid: Buffer;
@@ -41,15 +42,36 @@ export interface PlanSnapshot {
   /** Sorted by ino. */
   records: InodeRecord[];
   /**
+   * Names in the root (latin1) of inodes left out of `records` (see
+   * ./select.ts): orphan names must not take them either.
+   */
+  rootNames?: string[];
+  /**
    * Identifies the key of the records' sub-block digests (IndexHeader.subKey).
    * Digests of two snapshots are compared only when both have the same one.
    */
   subKey?: string;
 }
 
+/**
+ * A snapshot for a full send, read in passes rather than held: `records`
+ * may be a function that starts a fresh pass over the same records (sorted
+ * by ino) each time it is called. planFull makes two passes and keeps only
+ * the directories (and clone sources, bounded) between them.
+ */
+export interface FullSnapshot {
+  uuid: Buffer;
+  ctransid: bigint;
+  /** Found in the first pass (the directory without names) when absent. */
+  rootIno?: bigint;
+  records: Iterable<InodeRecord> | (() => Iterable<InodeRecord>);
+  subKey?: string;
+}
+
 /** Reads file content of the CHILD snapshot (by the child-snapshot-relative path, raw bytes), chunked by the caller. */
 export interface DataSource {
-  read(path: Buffer, offset: bigint, length: number): Buffer;
+  /** `rec` is the sent snapshot's record of the file, so a live source can check that the file still matches it. */
+  read(path: Buffer, offset: bigint, length: number, rec?: InodeRecord): Buffer;
 }
 
 export interface PlanOptions {
@@ -104,6 +126,8 @@ interface Edge {
 interface Node {
   /** Unique per plan: an old and a new inode may share an ino. */
   id: number;
+  /** Light plans: what a directory's record is still needed for once its content is sent (orphan name, UTIMES). */
+  kept?: Pick<InodeRecord, 'generation' | 'atimeNs' | 'mtimeNs' | 'ctimeNs'>;
   ino: bigint;
   /** Record in the parent snapshot (absent for new inodes). */
   old?: InodeRecord;
@@ -164,6 +188,14 @@ class Plan {
   constructor(
     rootIno: bigint,
     readonly opts: PlanOptions,
+    /**
+     * Full sends streamed in ino order: entries are tracked (and checked
+     * for collisions) in the root only, where orphan names live, and only
+     * directories' paths are cached, so a file's node can be dropped once
+     * it is sent. Every name is made exactly once, from an index whose
+     * names are unique per directory (its checksum was verified).
+     */
+    readonly light = false,
   ) {
     this.root = newNode(rootIno, true);
     this.root.isRoot = true;
@@ -177,7 +209,7 @@ class Plan {
   /** `o<ino>-<gen>-<idx>`, unique among root names of both snapshots and the receiver's root now. */
   orphanName(n: Node): Buffer {
     if (n.orphan) return n.orphan;
-    const gen = (n.neu ?? n.old)!.generation;
+    const gen = (n.neu ?? n.old ?? n.kept)!.generation;
     for (let idx = 0; ; idx++) {
       const name = Buffer.from(`o${n.ino}-${gen}-${idx}`);
       const key = name.toString('latin1');
@@ -232,7 +264,7 @@ class Plan {
       if (!e) throw internal(`inode ${n.ino} has no name in the sent snapshot`);
       const pp = this.childPath(e.parent);
       p = pp.length ? Buffer.concat([pp, SLASH, e.name]) : e.name;
-      this.childPaths.set(n, p);
+      if (n.isDir || !this.light) this.childPaths.set(n, p);
     }
     return p;
   }
@@ -247,12 +279,19 @@ class Plan {
     return false;
   }
 
+  /** Whether the model keeps this directory's entries (always, except in light plans). */
+  private tracks(dir: Node): boolean {
+    return !this.light || dir.isRoot;
+  }
+
   private addEdge(n: Node, parent: Node, name: Buffer): Edge {
     const key = name.toString('latin1');
     if (!parent.exists || !parent.isDir) throw internal(`parent ${parent.ino} of ${name.toString()} does not exist`);
-    if (parent.children.has(key)) throw internal(`name ${this.join(parent, name).toString()} is taken`);
     const e = { parent, name, key };
-    parent.children.set(key, n);
+    if (this.tracks(parent)) {
+      if (parent.children.has(key)) throw internal(`name ${this.join(parent, name).toString()} is taken`);
+      parent.children.set(key, n);
+    }
     n.cur.push(e);
     this.touched.add(parent);
     return e;
@@ -260,9 +299,10 @@ class Plan {
 
   private dropEdge(n: Node, e: Edge): void {
     const i = n.cur.indexOf(e);
-    if (i < 0 || e.parent.children.get(e.key) !== n) throw internal(`inode ${n.ino} is not at ${e.name.toString()}`);
+    const tracked = this.tracks(e.parent);
+    if (i < 0 || (tracked && e.parent.children.get(e.key) !== n)) throw internal(`inode ${n.ino} is not at ${e.name.toString()}`);
     n.cur.splice(i, 1);
-    e.parent.children.delete(e.key);
+    if (tracked) e.parent.children.delete(e.key);
     this.touched.add(e.parent);
   }
 
@@ -271,9 +311,17 @@ class Plan {
   }
 
   create(n: Node, parent: Node, name: Buffer): void {
-    const r = n.neu!;
     if (n.exists) throw internal(`inode ${n.ino} created twice`);
     const path = this.join(parent, name);
+    const r = n.neu;
+    if (!r) {
+      // A light plan's directory made (under its orphan name) before its record's turn.
+      if (!n.isDir) throw internal(`inode ${n.ino} has no record to create it from`);
+      this.emit(Cmd.MKDIR, { path, ino: n.ino });
+      n.exists = true;
+      this.addEdge(n, parent, name);
+      return;
+    }
     const ino = r.ino;
     const mode = BigInt(TYPE_BITS[r.type] | (r.mode & 0o7777));
     switch (r.type) {
@@ -337,7 +385,7 @@ class Plan {
 
   /** UTIMES with the sent snapshot's times (OTIME is never applied by receivers and is left out). */
   utimes(n: Node): void {
-    const r = n.neu!;
+    const r = n.neu ?? n.kept!;
     const attrs: CommandAttrs = { path: this.path(n), atime: ts(r.atimeNs), mtime: ts(r.mtimeNs), ctime: ts(r.ctimeNs) };
     this.emit(Cmd.UTIMES, attrs);
   }
@@ -346,6 +394,14 @@ class Plan {
 let nextId = 0;
 function newNode(ino: bigint, isDir: boolean): Node {
   return { id: nextId++, ino, isDir, cur: [], tgt: [], tgtKeys: new Set(), exists: false, children: new Map(), tgtChildren: [], isRoot: false };
+}
+
+/** Shared by every light node: never written (Plan.tracks, and light plans never use target keys or entries). */
+const NO_CHILDREN: Map<string, Node> = new Map();
+const NO_KEYS: Set<string> = new Set();
+const NO_ENTRIES: Array<[Buffer, Node]> = [];
+function newLightNode(ino: bigint, isDir: boolean): Node {
+  return { id: nextId++, ino, isDir, cur: [], tgt: [], tgtKeys: NO_KEYS, exists: false, children: NO_CHILDREN, tgtChildren: NO_ENTRIES, isRoot: false };
 }
 
 /** Attach the sent snapshot's names to the nodes (target edges and per-directory target entries). */
@@ -409,25 +465,47 @@ interface CloneLoc {
   block: number;
 }
 
+/** How far back a streamed full send remembers clone sources (each one keeps its file's record). */
+export interface CloneBounds {
+  blocks: number;
+  files: number;
+}
+
+/** Full sends: 512 Ki blocks (64 GiB of 128 KiB blocks, about 40 MB of table) in at most 64 Ki files. */
+export const FULL_CLONE_BOUNDS: CloneBounds = { blocks: 512 * 1024, files: 64 * 1024 };
+
 /**
  * Blocks the receiver already has, by content hash. The first location
  * added for a hash wins: the parent's blocks (in ino order) before the
- * sent snapshot's (in the order the stream completes them).
+ * sent snapshot's (in the order the stream completes them). With bounds,
+ * nothing is added once either is reached, so memory stays bounded and
+ * the choice stays a pure function of the input.
  */
 class Clones {
   private readonly table = new BlockTable();
   private readonly locs: CloneLoc[] = [];
+  private files = 0;
+  private lastNode: Node | undefined;
 
   constructor(
     readonly sent: { uuid: Buffer; ctransid: bigint },
     readonly parent: { uuid: Buffer; ctransid: bigint } | undefined,
     /** Only hashes the stream will need (incremental sends); undefined: every block (full sends). */
     private readonly wanted: BlockTable | undefined,
+    private readonly bounds?: CloneBounds,
   ) {}
 
   add(node: Node, root: 0 | 1, block: number, x: Extent): void {
     if (!x.hash || (this.wanted && !this.wanted.has(x.hash))) return;
-    if (this.table.add(x.hash, this.locs.length)) this.locs.push({ node, root, block });
+    const b = this.bounds;
+    if (b && (this.table.size >= b.blocks || (node !== this.lastNode && this.files >= b.files))) return;
+    if (this.table.add(x.hash, this.locs.length)) {
+      this.locs.push({ node, root, block });
+      if (node !== this.lastNode) {
+        this.lastNode = node;
+        this.files++;
+      }
+    }
   }
 
   find(hash: Buffer): CloneLoc | undefined {
@@ -436,28 +514,7 @@ class Clones {
   }
 }
 
-/** Whether a block can be a CLONE source or destination at all (alignment; never a possibly inline first sector). */
-function cloneable(x: Extent, size: bigint): boolean {
-  if (!x.hash || x.offset % BigInt(CLONE_ALIGN) !== 0n) return false;
-  if (x.length % CLONE_ALIGN !== 0 && x.offset + BigInt(x.length) !== size) return false;
-  // A single sector at offset 0 may be an inline extent on a btrfs receiver; the kernel never clones it either.
-  return !(x.offset === 0n && x.length <= CLONE_ALIGN);
-}
-
-/** The record's extent at `offset` (block `i` in ferry's fixed-size layout). */
-function extentAt(r: InodeRecord, i: number, offset: bigint): Extent | undefined {
-  const xs = r.extents;
-  if (!xs) return undefined;
-  if (xs[i]?.offset === offset) return xs[i];
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid].offset < offset) lo = mid + 1;
-    else hi = mid;
-  }
-  return xs[lo]?.offset === offset ? xs[lo] : undefined;
-}
+const cloneable = cloneableExtent;
 
 /**
  * The byte ranges of a changed block the receiver does not have: the
@@ -465,13 +522,13 @@ function extentAt(r: InodeRecord, i: number, offset: bigint): Extent | undefined
  * same offset. The whole block when either side has no digests, or when no
  * digest differs although the hash does (64 bits never outvote 128).
  */
-function changedSlices(ctx: ContentCtx, x: Extent, ox: Extent | undefined, src: Buffer): Array<[bigint, bigint]> {
+function changedSlices(ctx: ContentCtx, x: Extent, ox: Extent | undefined, src: Buffer, rec: InodeRecord): Array<[bigint, bigint]> {
   const whole: Array<[bigint, bigint]> = [[x.offset, x.offset + BigInt(x.length)]];
   // The block the parent's version ended in, now longer (an append): when the
   // parent's bytes are all still there (its block hash covers exactly them),
   // only what follows is new. Reading them costs no more than sending them.
   if (ox?.hash && ox.offset === x.offset && ox.length < x.length) {
-    if (blockHash(ctx.data.read(src, x.offset, ox.length)).equals(ox.hash)) return [[x.offset + BigInt(ox.length), x.offset + BigInt(x.length)]];
+    if (blockHash(ctx.data.read(src, x.offset, ox.length, rec)).equals(ox.hash)) return [[x.offset + BigInt(ox.length), x.offset + BigInt(x.length)]];
   }
   if (!ctx.subs || !x.sub || !ox) return whole;
   // A write into a hole of the parent (a sparse image): the receiver's copy
@@ -521,10 +578,10 @@ interface CloneRun {
   next: number;
 }
 
-function* readWrites(ctx: ContentCtx, dst: Buffer, src: Buffer, start: bigint, end: bigint): Generator<Command> {
+function* readWrites(ctx: ContentCtx, dst: Buffer, src: Buffer, rec: InodeRecord, start: bigint, end: bigint): Generator<Command> {
   for (let at = start; at < end; ) {
     const len = Number(end - at < BigInt(READ_CHUNK) ? end - at : BigInt(READ_CHUNK));
-    const buf = ctx.data.read(src, at, len);
+    const buf = ctx.data.read(src, at, len, rec);
     if (buf.length === 0) return;
     yield* splitWrite(dst, at, buf, ctx.version);
     at += BigInt(buf.length);
@@ -615,7 +672,7 @@ function* fileData(ctx: ContentCtx, n: Node, since: bigint | undefined): Generat
       done(i, x);
       continue;
     }
-    const slices = changedSlices(ctx, x, ox, src);
+    const slices = changedSlices(ctx, x, ox, src, r);
     // An unaligned tail may only be cloned where it ends at the receiver's EOF.
     if (clones && cloneable(x, r.size) && (x.length % CLONE_ALIGN === 0 || sizeBefore <= end)) {
       if (extend(i, x)) {
@@ -656,7 +713,7 @@ function* fileData(ctx: ContentCtx, n: Node, since: bigint | undefined): Generat
   let writeEnd = 0n;
   for (const op of ops) {
     if (op.kind === 'write') {
-      yield* readWrites(ctx, dst, src, op.s, op.e);
+      yield* readWrites(ctx, dst, src, r, op.s, op.e);
     } else if (op.kind === 'clone') {
       const c = op.run!;
       const from = c.loc.root === 0 ? clones!.parent! : clones!.sent;
@@ -751,39 +808,78 @@ function* dirUtimes(plan: Plan, dirs: Node[]): Generator<Command> {
 // ---------------------------------------------------------------------------
 // Full send: the kernel's order (ascending ino, orphan then rename).
 
-export function* planFull(snap: PlanSnapshot, data: DataSource, opts: PlanOptions): Generator<Command> {
-  checkSorted(snap.records, 'snapshot');
-  const plan = new Plan(snap.rootIno, opts);
-  const byIno = new Map<bigint, Node>();
-  const recs = snap.records.filter((r) => reachable(r, snap.rootIno));
-  for (const r of recs) {
-    if (r.ino === snap.rootIno) {
-      plan.root.neu = r;
-      continue;
+export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOptions, bounds: CloneBounds = FULL_CLONE_BOUNDS): Generator<Command> {
+  const scan = typeof snap.records === 'function' ? snap.records : () => snap.records as Iterable<InodeRecord>;
+  // Pass 1: every directory (a file's parent may come later in ino order)
+  // with what its record is needed for before and after its turn, and
+  // every top-level name (orphan names must never take one).
+  let rootIno = snap.rootIno;
+  if (rootIno === undefined) {
+    for (const r of scan()) {
+      if (r.type === 'dir' && r.links.length === 0) {
+        rootIno = r.ino;
+        break;
+      }
     }
-    const n = newNode(r.ino, r.type === 'dir');
-    n.neu = r;
-    byIno.set(r.ino, n);
   }
-  if (!plan.root.neu) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory', { context: { ino: snap.rootIno } });
-  attachTargets(plan, byIno, recs);
+  if (rootIno === undefined) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory');
+  const dirs = new Map<bigint, { node: Node; parent: bigint; name: Buffer }>();
+  const rootNames: string[] = [];
+  let rootRec: InodeRecord | undefined;
+  let last = -1n;
+  for (const r of scan()) {
+    if (r.ino <= last) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index is not sorted by inode', { context: { ino: r.ino } });
+    last = r.ino;
+    if (r.ino === rootIno) {
+      if (r.type !== 'dir' || r.links.length) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory', { context: { ino: rootIno } });
+      rootRec = r;
+    } else if (r.type === 'dir' && r.links.length > 0) {
+      const n = newLightNode(r.ino, true);
+      n.kept = { generation: r.generation, atimeNs: r.atimeNs, mtimeNs: r.mtimeNs, ctimeNs: r.ctimeNs };
+      dirs.set(r.ino, { node: n, parent: r.links[0]!.parent, name: r.links[0]!.name });
+    }
+    for (const l of r.links) if (l.parent === rootIno) rootNames.push(l.name.toString('latin1'));
+  }
+  if (!rootRec) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory', { context: { ino: rootIno } });
+  const plan = new Plan(rootIno, opts, true);
+  for (const k of rootNames) plan.reserveRootName(k);
+  const dirNode = (ino: bigint, of: bigint): Node => {
+    const d = ino === rootIno ? plan.root : dirs.get(ino)?.node;
+    if (!d) throw new FerryError('DIFF_INDEX_CORRUPT', `index names a missing parent directory`, { context: { ino: of, parent: ino } });
+    return d;
+  };
+  for (const [ino, d] of dirs) d.node.tgt.push({ parent: dirNode(d.parent, ino), name: d.name, key: d.name.toString('latin1') });
   const ctx: ContentCtx = {
     plan,
     data,
     version: opts.version,
     subs: false,
-    clones: opts.clone === false ? undefined : new Clones({ uuid: snap.uuid, ctransid: snap.ctransid }, undefined, undefined),
+    clones: opts.clone === false ? undefined : new Clones({ uuid: snap.uuid, ctransid: snap.ctransid }, undefined, undefined, bounds),
   };
 
+  // Pass 2: the kernel's order, ascending ino; a name whose directory is
+  // not made yet goes under an orphan name until that directory's turn.
   if (!opts.headSent) yield subvolCommand(opts.name, snap);
-  yield* content(ctx, plan.root, undefined);
-
   const ensure = (d: Node) => {
     if (!d.exists) plan.create(d, plan.root, plan.orphanName(d));
   };
-  for (const r of recs) {
-    if (r.ino === snap.rootIno) continue;
-    const n = byIno.get(r.ino)!;
+  // The root's own metadata first, as in the kernel's stream.
+  plan.root.neu = rootRec;
+  yield* content(ctx, plan.root, undefined);
+  plan.root.neu = undefined;
+  plan.root.kept = { generation: rootRec.generation, atimeNs: rootRec.atimeNs, mtimeNs: rootRec.mtimeNs, ctimeNs: rootRec.ctimeNs };
+  rootRec = undefined;
+  for (const r of scan()) {
+    if (r.ino === rootIno || r.links.length === 0) continue; // the root, or not reachable from it
+    const n = r.type === 'dir' ? dirs.get(r.ino)!.node : newLightNode(r.ino, false);
+    n.neu = r;
+    if (r.type !== 'dir') {
+      for (const l of r.links) {
+        const parent = dirNode(l.parent, r.ino);
+        if (!parent.isDir) throw new FerryError('DIFF_INDEX_CORRUPT', `index names a missing parent directory`, { context: { ino: r.ino, parent: l.parent } });
+        n.tgt.push({ parent, name: l.name, key: l.name.toString('latin1') });
+      }
+    }
     ensure(n);
     n.tgt.forEach((t, i) => {
       ensure(t.parent);
@@ -792,8 +888,11 @@ export function* planFull(snap: PlanSnapshot, data: DataSource, opts: PlanOption
     });
     yield* drain(plan);
     yield* content(ctx, n, undefined);
+    // Its record is needed later only as a clone source (which keeps it through the node).
+    if (n.isDir) n.neu = undefined;
   }
-  yield* dirUtimes(plan, [...byIno.values()].filter((n) => n.isDir).concat(plan.root));
+  for (const d of dirs.values()) if (!d.node.exists) throw internal(`directory ${d.node.ino} was never made`);
+  yield* dirUtimes(plan, [...[...dirs.values()].map((d) => d.node), plan.root]);
   yield { cmd: Cmd.END, attrs: {} };
 }
 
@@ -807,18 +906,8 @@ export function* planFull(snap: PlanSnapshot, data: DataSource, opts: PlanOption
  * nothing could be cloned.
  */
 function incrementalClones(nodes: Node[], parent: PlanSnapshot, snap: PlanSnapshot): Clones | undefined {
-  const since = parent.ctransid;
   const wanted = new BlockTable();
-  for (const n of nodes) {
-    const r = n.neu;
-    if (!r || r.type !== 'file' || !r.extents || (n.old && r.generation <= since)) continue;
-    r.extents.forEach((x, i) => {
-      if ((n.old && x.generation <= since) || !cloneable(x, r.size)) return;
-      const ox = n.old ? extentAt(n.old, i, x.offset) : undefined;
-      if (ox?.hash && ox.length === x.length && ox.hash.equals(x.hash!)) return;
-      wanted.add(x.hash!, 0);
-    });
-  }
+  for (const n of nodes) if (n.neu) addWantedBlocks(wanted, n.neu, n.old, parent.ctransid);
   if (wanted.size === 0) return undefined;
   const clones = new Clones({ uuid: snap.uuid, ctransid: snap.ctransid }, { uuid: parent.uuid, ctransid: parent.ctransid }, wanted);
   for (const n of nodes) {
@@ -948,6 +1037,7 @@ export function* planIncremental(parent: PlanSnapshot, snap: PlanSnapshot, data:
     }
   }
   attachTargets(plan, newByIno, newRecs);
+  for (const k of [...(parent.rootNames ?? []), ...(snap.rootNames ?? [])]) plan.reserveRootName(k);
   plan.parentIndex = { byIno: oldByIno, rootIno: parent.rootIno };
   const ctx: ContentCtx = {
     plan,

@@ -11,8 +11,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FerryError } from '../errors';
 import { InodeRecord } from '../model/inode';
-import { openIndex } from '../diff/index-file';
-import { DataSource, PlanSnapshot, planFull, planIncremental, snapshotCommand, subvolCommand } from '../diff/planner';
+import { IndexFile, openIndex } from '../diff/index-file';
+import { DataSource, planFull, planIncremental, snapshotCommand, subvolCommand } from '../diff/planner';
+import { selectIncremental } from '../diff/select';
+import { Command } from '../model/command';
 import { FLUSH } from '../stream/coalesce';
 import { StreamEncoder } from '../stream/encoder';
 import { SnapshotInfo, getSnapshot, openVolume } from '../volume/volume';
@@ -43,47 +45,11 @@ function snapshotIds(info: SnapshotInfo): { uuid: Buffer; ctransid: bigint } {
   return { uuid: uuidBytes(info.meta.uuid), ctransid: BigInt(info.meta.transid) };
 }
 
-async function planSnapshot(info: SnapshotInfo): Promise<PlanSnapshot> {
-  const f = await openIndex(info.indexPath);
-  const records: InodeRecord[] = [];
-  try {
-    for await (const b of f.batches) for (const r of b) records.push(r);
-  } finally {
-    await f.close();
-  }
-  const root = records.find((r) => r.type === 'dir' && r.links.length === 0);
-  if (!root) throw new FerryError('DIFF_INDEX_CORRUPT', 'index has no root directory', { context: { index: info.indexPath } });
-  return { ...snapshotIds(info), rootIno: root.ino, records, subKey: f.header.subKey };
-}
-
-/** Relative path (raw bytes) of every regular file's first name, by path key. */
-function filePaths(snap: PlanSnapshot): Map<string, InodeRecord> {
-  const byIno = new Map<bigint, InodeRecord>();
-  for (const r of snap.records) byIno.set(r.ino, r);
-  const dirPath = new Map<bigint, Buffer>([[snap.rootIno, Buffer.alloc(0)]]);
-  const pathOf = (ino: bigint, depth = 0): Buffer | undefined => {
-    const known = dirPath.get(ino);
-    if (known) return known;
-    const r = byIno.get(ino);
-    if (!r || !r.links.length || depth > 4096) return undefined;
-    const l = r.links[0];
-    const parent = pathOf(l.parent, depth + 1);
-    if (parent === undefined) return undefined;
-    const p = parent.length ? Buffer.concat([parent, Buffer.from('/'), l.name]) : l.name;
-    if (r.type === 'dir') dirPath.set(ino, p);
-    return p;
-  };
-  const out = new Map<string, InodeRecord>();
-  for (const r of snap.records) {
-    if (r.type !== 'file') continue;
-    for (const l of r.links) {
-      const parent = pathOf(l.parent);
-      if (parent === undefined) continue;
-      const p = parent.length ? Buffer.concat([parent, Buffer.from('/'), l.name]) : l.name;
-      out.set(p.toString('latin1'), r);
-    }
-  }
-  return out;
+/** The root directory's ino: from the header, or (older indexes) the directory without names. */
+function rootOf(f: IndexFile, info: SnapshotInfo): bigint {
+  if (f.header.rootIno !== undefined) return BigInt(f.header.rootIno);
+  for (const r of f.scan()) if (r.type === 'dir' && r.links.length === 0) return r.ino;
+  throw new FerryError('DIFF_INDEX_CORRUPT', 'index has no root directory', { context: { index: info.indexPath } });
 }
 
 /** Reads snapshot data by path, keeping one file open at a time. */
@@ -95,11 +61,12 @@ class TreeDataSource implements DataSource {
 
   constructor(
     private readonly root: string,
-    private readonly verify: Map<string, InodeRecord> | undefined,
+    /** Index volumes: the live tree is read, so each file is checked against its record. */
+    private readonly verify: boolean,
     private readonly strict: boolean,
   ) {}
 
-  read(rel: Buffer, offset: bigint, length: number): Buffer {
+  read(rel: Buffer, offset: bigint, length: number, rec?: InodeRecord): Buffer {
     const key = rel.toString('latin1');
     if (!this.open || this.open.key !== key) {
       this.close();
@@ -118,8 +85,7 @@ class TreeDataSource implements DataSource {
         });
       }
       this.open = { key, fd };
-      const rec = this.verify?.get(key);
-      if (rec) {
+      if (this.verify && rec) {
         const st = fs.fstatSync(fd, { bigint: true });
         if (st.size !== rec.size || st.mtimeNs !== rec.mtimeNs) {
           const shown = rel.toString('utf8');
@@ -198,15 +164,36 @@ export async function* sendSnapshot(opts: SendOptions, result: SendResult = { ch
   const head = parentInfo ? snapshotCommand(name, snapshotIds(info), snapshotIds(parentInfo)) : subvolCommand(name, snapshotIds(info));
   for (const part of enc.encodeParts(head)) yield part;
   yield FLUSH;
-  const snap = await planSnapshot(info);
-  const parent = parentInfo ? await planSnapshot(parentInfo) : undefined;
-  const live = info.meta.method === 'index';
-  const data = new TreeDataSource(info.dataRoot, live ? filePaths(snap) : undefined, !!opts.strict);
+  const data = new TreeDataSource(info.dataRoot, info.meta.method === 'index', !!opts.strict);
+  const plan = { version: opts.version, name, headSent: true };
   try {
-    const cmds = parent
-      ? planIncremental(parent, snap, data, { version: opts.version, name, headSent: true })
-      : planFull(snap, data, { version: opts.version, name, headSent: true });
-    for (const c of cmds) for (const part of enc.encodeParts(c)) yield part;
+    // Both indexes are read in passes, never held whole: a full send keeps
+    // the directories, an incremental one what selectIncremental keeps.
+    const f = await openIndex(info.indexPath);
+    let pf: IndexFile | undefined;
+    try {
+      if (parentInfo) pf = await openIndex(parentInfo.indexPath);
+      const rootIno = rootOf(f, info);
+      let cmds: Iterable<Command>;
+      if (pf && parentInfo) {
+        const pscan = pf;
+        const parentRoot = rootOf(pf, parentInfo);
+        const parentIds = snapshotIds(parentInfo);
+        const sel = selectIncremental({ scan: () => pscan.scan(), rootIno: parentRoot }, { scan: () => f.scan(), rootIno }, { since: parentIds.ctransid });
+        cmds = planIncremental(
+          { ...parentIds, rootIno: parentRoot, records: sel.parent, rootNames: sel.rootNames, subKey: pf.header.subKey },
+          { ...snapshotIds(info), rootIno, records: sel.snap, rootNames: sel.rootNames, subKey: f.header.subKey },
+          data,
+          plan,
+        );
+      } else {
+        cmds = planFull({ ...snapshotIds(info), rootIno, records: () => f.scan(), subKey: f.header.subKey }, data, plan);
+      }
+      for (const c of cmds) for (const part of enc.encodeParts(c)) yield part;
+    } finally {
+      await pf?.close();
+      await f.close();
+    }
   } finally {
     data.close();
   }

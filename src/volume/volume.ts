@@ -480,7 +480,14 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
 
     await writeIndex(
       path.join(tmp, 'index'),
-      { uuid, transid: transid.toString(), parentUuid: parent?.meta.uuid ?? null, volumeUuid: vol.meta.uuid, subKey: subKey.toString('hex') },
+      {
+        uuid,
+        transid: transid.toString(),
+        parentUuid: parent?.meta.uuid ?? null,
+        volumeUuid: vol.meta.uuid,
+        subKey: subKey.toString('hex'),
+        rootIno: entries.find((e) => e.rec.type === 'dir' && e.rec.links.length === 0)?.rec.ino.toString(),
+      },
       (function* () {
         for (const e of entries) yield e.rec;
       })(),

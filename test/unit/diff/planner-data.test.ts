@@ -208,6 +208,35 @@ describe('CLONE of content the receiver already has', () => {
     expect(clones([...planFull(S, dirSource(base), { version: 2, name: Buffer.from('s'), clone: false })])).toEqual([]);
   });
 
+  test('full send: clone sources are bounded (the first blocks and files in stream order), and the plan stays deterministic', () => {
+    sh('head -c 300000 /dev/urandom > x1; head -c 300000 /dev/urandom > y1; cp x1 x2; cp y1 y2');
+    const S = capture(base, { uuid: randomBytes(16), transid: 3n });
+    const opts = { version: 2, name: Buffer.from('s') } as const;
+    const byIno = S.records.filter((r) => r.type === 'file').map((r) => r.links[0].name.toString());
+    const sources = (cmds: Command[]) => [...new Set(clones(cmds).map((c) => c.attrs.clonePath!.toString()))].sort();
+    // Unbounded: both copies are cloned from the originals.
+    expect(sources([...planFull(S, dirSource(base), opts)])).toEqual(['x1', 'y1']);
+    // One file remembered: the first in ino order is the only source, so the other original's copy is written.
+    const one = [...planFull(S, dirSource(base), opts, { blocks: 1000, files: 1 })];
+    expect(sources(one)).toEqual([byIno[0]]);
+    expect(clones(one).length).toBe(1);
+    // One block remembered: a clone still runs on through the source's next blocks.
+    const oneBlock = [...planFull(S, dirSource(base), opts, { blocks: 1, files: 1000 })];
+    expect(clones(oneBlock).map((c) => Number(c.attrs.cloneLen))).toEqual([300000]);
+    expect(encode(planFull(S, dirSource(base), opts, { blocks: 1000, files: 1 }), 2).equals(encode(one, 2))).toBe(true);
+    // The bounded stream still makes the same tree.
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-plan-bounds-'));
+    try {
+      fs.writeFileSync(path.join(out, 'stream'), encode(one, 2));
+      const r = ferry(['receive', path.join(out, 'target'), '-f', path.join(out, 'stream')]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(compareTrees(base, path.join(out, 'target', 's'))).toEqual([]);
+    } finally {
+      rmTree(out);
+    }
+  });
+
   test('a block repeated within one new file: clones come from earlier blocks and never overlap their source', () => {
     const { P, C } = snapshots('echo x > x', 'head -c 131072 /dev/urandom > a; for i in 1 2 3 4 5 6 7 8; do cat a; done > rep; head -c 5000 /dev/urandom >> rep');
     const cmds = [...planIncremental(P, C, dirSource(base), { version: 2, name: Buffer.from('c') })];

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DataSource, planFull, planIncremental, PlanSnapshot } from '../../../src/diff/planner';
+import { selectIncremental } from '../../../src/diff/select';
 import { Cmd, Command } from '../../../src/model/command';
 import { StreamEncoder } from '../../../src/stream/encoder';
 import { ferry } from '../../helpers/cli';
@@ -133,6 +134,8 @@ interface Run {
   pcopy: string;
   full: Buffer;
   inc: Buffer;
+  /** The same incremental planned from only the records selectIncremental keeps. */
+  selectedInc: Buffer;
   incCmds: Command[];
   P: PlanSnapshot;
   C: PlanSnapshot;
@@ -164,7 +167,12 @@ function planScenario(s: Scenario, version: 1 | 2, base: string, live: string): 
   const C = capture(live, { uuid: randomBytes(16), transid: C_TRANSID, parent: P });
   const incCmds = [...planIncremental(P, C, dirSource(live), { version, name: Buffer.from('c') })];
   const inc = encode(incCmds, version);
-  return { base, live, pcopy, full, inc, incCmds, P, C };
+  const sel = selectIncremental({ scan: () => P.records, rootIno: P.rootIno }, { scan: () => C.records, rootIno: C.rootIno }, { since: P.ctransid });
+  const selected = planIncremental({ ...P, records: sel.parent, rootNames: sel.rootNames }, { ...C, records: sel.snap, rootNames: sel.rootNames }, dirSource(live), {
+    version,
+    name: Buffer.from('c'),
+  });
+  return { base, live, pcopy, full, inc, selectedInc: encode(selected, version), incCmds, P, C };
 }
 
 function expectSame(a: string, b: string, opts: { noDirMtime?: boolean } = {}): void {
@@ -198,6 +206,8 @@ describe('planner: scenarios through ferry receive and btrfs receive', () => {
       test(name, () => {
         const run = runScenario(s, version);
         try {
+          // Planning from the selected records leaves out only what the plan never touches.
+          expect(run.selectedInc.equals(run.inc)).toBe(true);
           const fullFile = path.join(run.base, 'full.stream');
           const incFile = path.join(run.base, 'inc.stream');
           fs.writeFileSync(fullFile, run.full);
