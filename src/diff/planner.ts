@@ -33,7 +33,7 @@ import { maxWriteBytes } from '../stream/constants';
 import { splitWrite } from '../stream/encoder';
 import { BlockTable } from './block-table';
 import { blockHash, SubDigester } from './generations';
-import { addWantedBlocks, cloneableExtent, extentAt } from './select';
+import { addWantedBlocks, CLONE_ALIGN, cloneableExtent as cloneable, extentAt, findRootIno, sameInode } from './select';
 
 export interface PlanSnapshot {
   uuid: Buffer;
@@ -391,6 +391,9 @@ class Plan {
   }
 }
 
+/** What a light plan keeps of a directory's record after its turn. */
+const keep = (r: InodeRecord): NonNullable<Node['kept']> => ({ generation: r.generation, atimeNs: r.atimeNs, mtimeNs: r.mtimeNs, ctimeNs: r.ctimeNs });
+
 let nextId = 0;
 function newNode(ino: bigint, isDir: boolean): Node {
   return { id: nextId++, ino, isDir, cur: [], tgt: [], tgtKeys: new Set(), exists: false, children: new Map(), tgtChildren: [], isRoot: false };
@@ -449,8 +452,6 @@ interface ContentCtx {
   clones?: Clones;
 }
 
-/** CLONE offsets and lengths are multiples of this, except a range that ends at both files' EOF. */
-const CLONE_ALIGN = 4096;
 /** Longest single CLONE (the kernel's largest extent, BTRFS_MAX_EXTENT_SIZE). */
 const MAX_CLONE_LEN = 128n * 1024n * 1024n;
 /** CLONE bytes besides its two paths: header, FILE_OFFSET, CLONE_LEN, CLONE_CTRANSID, CLONE_OFFSET, CLONE_UUID, two TLV headers. */
@@ -513,8 +514,6 @@ class Clones {
     return i < 0 ? undefined : this.locs[i];
   }
 }
-
-const cloneable = cloneableExtent;
 
 /**
  * The byte ranges of a changed block the receiver does not have: the
@@ -813,17 +812,11 @@ export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOption
   // Pass 1: every directory (a file's parent may come later in ino order)
   // with what its record is needed for before and after its turn, and
   // every top-level name (orphan names must never take one).
-  let rootIno = snap.rootIno;
-  if (rootIno === undefined) {
-    for (const r of scan()) {
-      if (r.type === 'dir' && r.links.length === 0) {
-        rootIno = r.ino;
-        break;
-      }
-    }
-  }
+  const rootIno = snap.rootIno ?? findRootIno(scan());
   if (rootIno === undefined) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory');
-  const dirs = new Map<bigint, { node: Node; parent: bigint; name: Buffer }>();
+  const dirs = new Map<bigint, Node>();
+  /** Each directory's first name, until its parent's node exists (end of pass 1). */
+  const names: Array<[Node, bigint, Buffer]> = [];
   const rootNames: string[] = [];
   let rootRec: InodeRecord | undefined;
   let last = -1n;
@@ -835,8 +828,9 @@ export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOption
       rootRec = r;
     } else if (r.type === 'dir' && r.links.length > 0) {
       const n = newLightNode(r.ino, true);
-      n.kept = { generation: r.generation, atimeNs: r.atimeNs, mtimeNs: r.mtimeNs, ctimeNs: r.ctimeNs };
-      dirs.set(r.ino, { node: n, parent: r.links[0]!.parent, name: r.links[0]!.name });
+      n.kept = keep(r);
+      dirs.set(r.ino, n);
+      names.push([n, r.links[0]!.parent, r.links[0]!.name]);
     }
     for (const l of r.links) if (l.parent === rootIno) rootNames.push(l.name.toString('latin1'));
   }
@@ -844,11 +838,12 @@ export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOption
   const plan = new Plan(rootIno, opts, true);
   for (const k of rootNames) plan.reserveRootName(k);
   const dirNode = (ino: bigint, of: bigint): Node => {
-    const d = ino === rootIno ? plan.root : dirs.get(ino)?.node;
+    const d = ino === rootIno ? plan.root : dirs.get(ino);
     if (!d) throw new FerryError('DIFF_INDEX_CORRUPT', `index names a missing parent directory`, { context: { ino: of, parent: ino } });
     return d;
   };
-  for (const [ino, d] of dirs) d.node.tgt.push({ parent: dirNode(d.parent, ino), name: d.name, key: d.name.toString('latin1') });
+  for (const [n, parent, name] of names) n.tgt.push({ parent: dirNode(parent, n.ino), name, key: name.toString('latin1') });
+  names.length = 0;
   const ctx: ContentCtx = {
     plan,
     data,
@@ -867,18 +862,14 @@ export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOption
   plan.root.neu = rootRec;
   yield* content(ctx, plan.root, undefined);
   plan.root.neu = undefined;
-  plan.root.kept = { generation: rootRec.generation, atimeNs: rootRec.atimeNs, mtimeNs: rootRec.mtimeNs, ctimeNs: rootRec.ctimeNs };
+  plan.root.kept = keep(rootRec);
   rootRec = undefined;
   for (const r of scan()) {
     if (r.ino === rootIno || r.links.length === 0) continue; // the root, or not reachable from it
-    const n = r.type === 'dir' ? dirs.get(r.ino)!.node : newLightNode(r.ino, false);
+    const n = r.type === 'dir' ? dirs.get(r.ino)! : newLightNode(r.ino, false);
     n.neu = r;
     if (r.type !== 'dir') {
-      for (const l of r.links) {
-        const parent = dirNode(l.parent, r.ino);
-        if (!parent.isDir) throw new FerryError('DIFF_INDEX_CORRUPT', `index names a missing parent directory`, { context: { ino: r.ino, parent: l.parent } });
-        n.tgt.push({ parent, name: l.name, key: l.name.toString('latin1') });
-      }
+      for (const l of r.links) n.tgt.push({ parent: dirNode(l.parent, r.ino), name: l.name, key: l.name.toString('latin1') });
     }
     ensure(n);
     n.tgt.forEach((t, i) => {
@@ -891,8 +882,8 @@ export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOption
     // Its record is needed later only as a clone source (which keeps it through the node).
     if (n.isDir) n.neu = undefined;
   }
-  for (const d of dirs.values()) if (!d.node.exists) throw internal(`directory ${d.node.ino} was never made`);
-  yield* dirUtimes(plan, [...[...dirs.values()].map((d) => d.node), plan.root]);
+  for (const d of dirs.values()) if (!d.exists) throw internal(`directory ${d.ino} was never made`);
+  yield* dirUtimes(plan, [...dirs.values(), plan.root]);
   yield { cmd: Cmd.END, attrs: {} };
 }
 
@@ -994,12 +985,7 @@ export function* planIncremental(parent: PlanSnapshot, snap: PlanSnapshot, data:
         }
         continue;
       }
-      const same =
-        o.birth === r.birth &&
-        o.type === r.type &&
-        (o.type !== 'symlink' || (o.target ?? EMPTY).equals(r.target ?? EMPTY)) &&
-        ((o.type !== 'chr' && o.type !== 'blk') || o.rdev === r.rdev);
-      if (same) {
+      if (sameInode(o, r)) {
         const n = newNode(o.ino, o.type === 'dir');
         n.old = o;
         n.neu = r;

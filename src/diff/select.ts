@@ -73,8 +73,8 @@ function* join(a: Iterable<InodeRecord>, b: Iterable<InodeRecord>): Generator<Pa
   }
 }
 
-/** The same inode on both sides, as the planner pairs them. */
-function sameInode(o: InodeRecord, r: InodeRecord): boolean {
+/** The same inode on both sides (not a reused number): birth and type, and a symlink target or device number, which cannot change in place. */
+export function sameInode(o: InodeRecord, r: InodeRecord): boolean {
   return (
     o.birth === r.birth &&
     o.type === r.type &&
@@ -83,6 +83,15 @@ function sameInode(o: InodeRecord, r: InodeRecord): boolean {
   );
 }
 
+/** The snapshot's root: the first directory without names (indexes that do not say which it is). */
+export function findRootIno(records: Iterable<InodeRecord>): bigint | undefined {
+  for (const r of records) if (r.type === 'dir' && r.links.length === 0) return r.ino;
+  return undefined;
+}
+
+/** CLONE offsets and lengths are multiples of this, except a range that ends at both files' EOF. */
+export const CLONE_ALIGN = 4096;
+
 /**
  * Whether a block can be a CLONE source or destination at all: 4 KiB
  * aligned, a whole number of sectors unless it ends at EOF, and never a
@@ -90,9 +99,9 @@ function sameInode(o: InodeRecord, r: InodeRecord): boolean {
  * receiver; the kernel never clones it either).
  */
 export function cloneableExtent(x: Extent, size: bigint): boolean {
-  if (!x.hash || x.offset % 4096n !== 0n) return false;
-  if (x.length % 4096 !== 0 && x.offset + BigInt(x.length) !== size) return false;
-  return !(x.offset === 0n && x.length <= 4096);
+  if (!x.hash || x.offset % BigInt(CLONE_ALIGN) !== 0n) return false;
+  if (x.length % CLONE_ALIGN !== 0 && x.offset + BigInt(x.length) !== size) return false;
+  return !(x.offset === 0n && x.length <= CLONE_ALIGN);
 }
 
 /** The parent's extent at `offset` (block `i` in ferry's fixed-size layout). */
@@ -186,9 +195,10 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
   // Pass 2: what pass 1 kept, the entries of changed directories, and clone sources.
   const out: Selection = { parent: [], snap: [], rootNames: [...rootNames] };
   const later = new Set<bigint>();
-  const take = (o: InodeRecord | undefined, r: InodeRecord | undefined) => {
-    if (o && (o.links.length || o.ino === oldRoot)) out.parent.push(o);
-    if (r && (r.links.length || r.ino === newRoot)) out.snap.push(r);
+  /** Keep a pair (each record only where it is reachable from its root). */
+  const take = (into: Selection, o: InodeRecord | undefined, r: InodeRecord | undefined) => {
+    if (o && (o.links.length || o.ino === oldRoot)) into.parent.push(o);
+    if (r && (r.links.length || r.ino === newRoot)) into.snap.push(r);
   };
   const found: bigint[] = [];
   for (const [o, r] of join(parent.scan(), snap.scan())) {
@@ -204,7 +214,7 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
         for (const l of r?.links ?? []) if (!keep.has(l.parent)) found.push(l.parent);
       }
     }
-    if (want) take(o, r);
+    if (want) take(out, o, r);
   }
   above(found, later);
   for (const d of keep) later.delete(d);
@@ -213,9 +223,7 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
   // Pass 3: directories above entries pass 2 found, merged in ino order.
   const extra: Selection = { parent: [], snap: [], rootNames: [] };
   for (const [o, r] of join(parent.scan(), snap.scan())) {
-    if (!later.has((o ?? r)!.ino)) continue;
-    if (o && (o.links.length || o.ino === oldRoot)) extra.parent.push(o);
-    if (r && (r.links.length || r.ino === newRoot)) extra.snap.push(r);
+    if (later.has((o ?? r)!.ino)) take(extra, o, r);
   }
   const merge = (a: InodeRecord[], b: InodeRecord[]) => [...a, ...b].sort((x, y) => (x.ino < y.ino ? -1 : x.ino > y.ino ? 1 : 0));
   return { parent: merge(out.parent, extra.parent), snap: merge(out.snap, extra.snap), rootNames: out.rootNames };

@@ -13,7 +13,7 @@ import { FerryError } from '../errors';
 import { InodeRecord } from '../model/inode';
 import { IndexFile, openIndex } from '../diff/index-file';
 import { DataSource, planFull, planIncremental, snapshotCommand, subvolCommand } from '../diff/planner';
-import { selectIncremental } from '../diff/select';
+import { findRootIno, selectIncremental } from '../diff/select';
 import { Command } from '../model/command';
 import { FLUSH } from '../stream/coalesce';
 import { StreamEncoder } from '../stream/encoder';
@@ -48,7 +48,8 @@ function snapshotIds(info: SnapshotInfo): { uuid: Buffer; ctransid: bigint } {
 /** The root directory's ino: from the header, or (older indexes) the directory without names. */
 function rootOf(f: IndexFile, info: SnapshotInfo): bigint {
   if (f.header.rootIno !== undefined) return BigInt(f.header.rootIno);
-  for (const r of f.scan()) if (r.type === 'dir' && r.links.length === 0) return r.ino;
+  const root = findRootIno(f.scan());
+  if (root !== undefined) return root;
   throw new FerryError('DIFF_INDEX_CORRUPT', 'index has no root directory', { context: { index: info.indexPath } });
 }
 
