@@ -2,7 +2,8 @@
  * `ferry diff`: what changed between two snapshot indexes, as a list of
  * paths in the manner of `zfs diff` (DESIGN.md "Command line").
  *
- * Owns: the rules that turn two sorted index record lists into changes:
+ * Owns: the rules that turn two index record sequences (sorted by ino)
+ * into changes:
  *
  *  - Identity is the inode: same ino, birth and type on both sides (the rule
  *    src/diff/generations.ts uses). A reused inode number (other birth or
@@ -27,9 +28,18 @@
  * indexes' block hashes). Pure: same inputs, same output.
  *
  * Paths are raw bytes relative to the volume root with a leading "/" (the
- * root itself is "/"). Memory: the directory tree of both sides is held (a
- * path map of every directory) and the changes; the records themselves come
- * in as arrays (as the sender loads them).
+ * root itself is "/").
+ *
+ * Memory: the records are never held; each side is read in two passes (a
+ * function that starts a fresh pass in ino order, as IndexFile.scan gives).
+ * The first pass keeps the side's root record and, for every other
+ * directory, its inode number, birth, and first name (parent ino and name
+ * bytes): enough to spell any path. The second pass merge-joins both sides
+ * on ino and looks at one pair of records at a time. Held besides: the paths
+ * of the directories that changes were spelled under (cached as spelled) and
+ * the changes themselves, which are sorted at the end: about 200 bytes per
+ * directory of each side plus about 400 per change, whatever the file count.
+ * The price is decoding each index twice.
  */
 import { FerryError } from '../errors';
 import { InodeRecord, InodeType } from '../model/inode';
@@ -58,49 +68,84 @@ function corrupt(why: string, ino: bigint): FerryError {
   return new FerryError('DIFF_INDEX_CORRUPT', `snapshot index is inconsistent: ${why}`, { context: { ino } });
 }
 
-const idKey = (r: InodeRecord) => `${r.ino}:${r.birth}:${r.type}`;
+/** A directory as the second pass needs it: its identity and its first name. */
+interface Dir {
+  birth: bigint;
+  parent: bigint;
+  /** The name's bytes as a latin1 string (compact, and pins no shared buffer). */
+  name: string;
+}
 
-/** One side: records by ino, and the path of every directory. */
+/**
+ * One side between passes: its root record and the first name of every
+ * directory (the first pass), the directory paths spelled so far, and the
+ * check that the second pass sees the records the first one did.
+ */
 class Side {
-  readonly byIno = new Map<bigint, InodeRecord>();
   readonly root: InodeRecord;
+  private readonly dirs = new Map<bigint, Dir>();
   private readonly dirPaths = new Map<bigint, Buffer>();
+  private readonly count: number;
 
-  constructor(records: InodeRecord[], what: string) {
+  constructor(
+    private readonly scan: () => Iterable<InodeRecord>,
+    private readonly what: string,
+  ) {
     let root: InodeRecord | undefined;
     let last = -1n;
-    for (const r of records) {
+    let count = 0;
+    for (const r of scan()) {
       if (r.ino <= last) throw corrupt(`${what} index is not sorted by inode`, r.ino);
       last = r.ino;
-      this.byIno.set(r.ino, r);
-      if (r.type === 'dir' && r.links.length === 0) {
+      count++;
+      if (r.type !== 'dir') continue;
+      if (r.links.length === 0) {
         if (root) throw corrupt(`${what} index has two roots`, r.ino);
         root = r;
+      } else {
+        this.dirs.set(r.ino, { birth: r.birth, parent: r.links[0].parent, name: r.links[0].name.toString('latin1') });
       }
     }
     if (!root) throw corrupt(`${what} index has no root directory`, -1n);
     this.root = root;
+    this.count = count;
     this.dirPaths.set(root.ino, SLASH);
+  }
+
+  /** A second pass: every record but the root, in ino order (checked against the first pass). */
+  *rest(): Generator<InodeRecord> {
+    let last = -1n;
+    let count = 0;
+    for (const r of this.scan()) {
+      if (r.ino <= last) throw corrupt(`${this.what} index is not sorted by inode`, r.ino);
+      last = r.ino;
+      count++;
+      if (r.ino !== this.root.ino) yield r;
+    }
+    if (count !== this.count) throw corrupt(`${this.what} index changed between passes (${this.count} records, then ${count})`, last);
   }
 
   /** Path of a directory ("/" for the root), or undefined when it hangs off nothing. */
   dirPath(ino: bigint, depth = 0): Buffer | undefined {
     const known = this.dirPaths.get(ino);
     if (known) return known;
-    const r = this.byIno.get(ino);
-    if (!r || r.type !== 'dir' || r.links.length === 0 || depth > MAX_DEPTH) return undefined;
-    const parent = this.dirPath(r.links[0].parent, depth + 1);
+    const d = this.dirs.get(ino);
+    if (!d || depth > MAX_DEPTH) return undefined;
+    const parent = this.dirPath(d.parent, depth + 1);
     if (parent === undefined) return undefined;
-    const p = join(parent, r.links[0].name);
+    const p = join(parent, Buffer.from(d.name, 'latin1'));
     this.dirPaths.set(ino, p);
     return p;
   }
 
-  /** Identity of a link's parent directory ("" when unknown). */
+  /**
+   * Identity of a link's parent directory ("" when it is no directory: such a
+   * link has no path on this side, so it is never listed whatever it pairs with).
+   */
   parentId(parent: bigint): string {
     if (parent === this.root.ino) return 'root';
-    const r = this.byIno.get(parent);
-    return r ? idKey(r) : '';
+    const d = this.dirs.get(parent);
+    return d ? `${parent}:${d.birth}:dir` : '';
   }
 
   linkPath(parent: bigint, name: Buffer): Buffer | undefined {
@@ -121,6 +166,29 @@ class Side {
 
   reachable(r: InodeRecord): boolean {
     return r === this.root || r.links.length > 0;
+  }
+}
+
+/** A pair of records under one inode number, as a merge-join yields them. */
+type Pair = [InodeRecord | undefined, InodeRecord | undefined];
+
+function* mergeJoin(a: Iterable<InodeRecord>, b: Iterable<InodeRecord>): Generator<Pair> {
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  let x = ia.next();
+  let y = ib.next();
+  while (!x.done || !y.done) {
+    if (!x.done && (y.done || x.value.ino < y.value.ino)) {
+      yield [x.value, undefined];
+      x = ia.next();
+    } else if (!y.done && (x.done || y.value.ino < x.value.ino)) {
+      yield [undefined, y.value];
+      y = ib.next();
+    } else {
+      yield [x.value, y.value];
+      x = ia.next();
+      y = ib.next();
+    }
   }
 }
 
@@ -171,12 +239,14 @@ export function attributeChanges(a: InodeRecord, b: InodeRecord): ChangeWhat[] {
 }
 
 /**
- * The changes from snapshot A (older, usually) to snapshot B. Records of each
- * side sorted by ino, as indexes store them.
+ * The changes from snapshot A (older, usually) to snapshot B, each side
+ * given as a function that starts a fresh pass over its records, sorted by
+ * ino, every time it is called (IndexFile.scan). Two passes over each side:
+ * one for its directories, then one merge-join of both.
  */
-export function diffIndexes(aRecords: InodeRecord[], bRecords: InodeRecord[]): Change[] {
-  const A = new Side(aRecords, 'first');
-  const B = new Side(bRecords, 'second');
+export function diffScans(scanA: () => Iterable<InodeRecord>, scanB: () => Iterable<InodeRecord>): Change[] {
+  const A = new Side(scanA, 'first');
+  const B = new Side(scanB, 'second');
   const out: Change[] = [];
   const removed = (r: InodeRecord) => {
     if (!A.reachable(r)) return;
@@ -186,9 +256,8 @@ export function diffIndexes(aRecords: InodeRecord[], bRecords: InodeRecord[]): C
     if (!B.reachable(r)) return;
     for (const p of B.paths(r)) out.push({ op: '+', type: r.type, path: p });
   };
-  const both = (o: InodeRecord, n: InodeRecord) => {
-    const isRoot = o === A.root && n === B.root;
-    if (!isRoot) {
+  const both = (o: InodeRecord, n: InodeRecord, roots: boolean) => {
+    if (!roots) {
       const key = (parentId: string, name: Buffer) => `${parentId}/${name.toString('latin1')}`;
       const oldKeys = new Map(o.links.map((l) => [key(A.parentId(l.parent), l.name), l]));
       const newKeys = new Map(n.links.map((l) => [key(B.parentId(l.parent), l.name), l]));
@@ -212,32 +281,22 @@ export function diffIndexes(aRecords: InodeRecord[], bRecords: InodeRecord[]): C
     }
   };
   // The roots pair by role (a rolled-back volume's root is a new inode); the rest merge-join on ino.
-  both(A.root, B.root);
-  const aRest = aRecords.filter((r) => r !== A.root);
-  const bRest = bRecords.filter((r) => r !== B.root);
-  let i = 0;
-  let j = 0;
-  while (i < aRest.length || j < bRest.length) {
-    const o = aRest[i];
-    const n = bRest[j];
-    if (o && (!n || o.ino < n.ino)) {
+  both(A.root, B.root, true);
+  for (const [o, n] of mergeJoin(A.rest(), B.rest())) {
+    if (!n) removed(o!);
+    else if (!o) added(n);
+    else if (A.reachable(o) && B.reachable(n) && o.birth === n.birth && o.type === n.type) both(o, n, false);
+    else {
       removed(o);
-      i++;
-    } else if (n && (!o || n.ino < o.ino)) {
       added(n);
-      j++;
-    } else {
-      i++;
-      j++;
-      const live = A.reachable(o) && B.reachable(n);
-      if (live && o.birth === n.birth && o.type === n.type) both(o, n);
-      else {
-        removed(o);
-        added(n);
-      }
     }
   }
   return sortChanges(out);
+}
+
+/** diffScans over two record arrays sorted by ino (tests, and callers that hold them anyway). */
+export function diffIndexes(aRecords: InodeRecord[], bRecords: InodeRecord[]): Change[] {
+  return diffScans(() => aRecords, () => bRecords);
 }
 
 /** Sort by the first path shown (R: the old one), then - R + M. */

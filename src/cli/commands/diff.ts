@@ -1,7 +1,8 @@
 /**
  * `ferry diff VOLUME@A VOLUME@B [--json]`: the paths that changed between two
  * snapshots of one volume, like `zfs diff -F` (computed by src/diff/changes.ts
- * from the two indexes; no file data is read).
+ * from two passes over each index, which is never loaded whole; no file data
+ * is read).
  *
  * Text: one line per change, fields separated by tabs:
  *   <op> <type> <path>[ -> <new path>][ <what>]
@@ -15,8 +16,8 @@
  */
 import * as path from 'node:path';
 import { Exit, FerryError } from '../../errors';
-import { loadIndex } from '../../diff/index-file';
-import { Change, diffIndexes, escapePath, OP_NAME, TYPE_CHAR } from '../../diff/changes';
+import { openIndex } from '../../diff/index-file';
+import { Change, diffScans, escapePath, OP_NAME, TYPE_CHAR } from '../../diff/changes';
 import { parseSnapshotRef } from '../../replicate/send';
 import { getSnapshot, openVolume } from '../../volume/volume';
 import { writeAll } from '../io';
@@ -60,7 +61,19 @@ export async function runDiff(a: string, b: string, o: { json?: boolean }): Prom
   const vol = openVolume(ra.volume);
   const sa = getSnapshot(vol, ra.name);
   const sb = getSnapshot(vol, rb.name);
-  const changes = diffIndexes(await loadIndex(sa.indexPath), await loadIndex(sb.indexPath));
+  // Read in passes (two over each index), never held whole.
+  const fa = await openIndex(sa.indexPath);
+  let changes: Change[];
+  try {
+    const fb = await openIndex(sb.indexPath);
+    try {
+      changes = diffScans(() => fa.scan(), () => fb.scan());
+    } finally {
+      await fb.close();
+    }
+  } finally {
+    await fa.close();
+  }
   let pending: string[] = [];
   let size = 0;
   for (const c of changes) {
