@@ -35,10 +35,10 @@
  * read); elsewhere (tmpfs) an all-zero block is recorded as a hole. Either
  * way a hole (hash null) reads as zeros, which is all the sender needs.
  *
- * The parent index is consumed as a stream (merge-join on ino); this module
- * never holds it in memory. With `parentCopy` it keeps the parent's
- * directory names (to find a file in the parent's copy) and the parent
- * records of changed files until they are hashed.
+ * The parent index is consumed as a stream (merge-join on ino), and so are
+ * the walk's entries: this module holds neither in memory. With
+ * `parentCopy` it keeps the parent's directory names (to find a file in the
+ * parent's copy), read in a pass of their own first.
  */
 import { createHash, Hash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -371,8 +371,11 @@ function buildExtents(size: bigint, hashes: BlockDigest[], transid: bigint, pare
 export interface GenerationOptions {
   /** The new snapshot's transid. */
   transid: bigint;
-  /** The parent snapshot's records in ino order (a stream), or undefined for a first snapshot. */
-  parent?: AsyncIterable<InodeRecord> | Iterable<InodeRecord>;
+  /**
+   * A fresh pass over the parent snapshot's records in ino order each call
+   * (one pass, two with `parentCopy`), or undefined for a first snapshot.
+   */
+  parent?: () => Iterable<InodeRecord>;
   /** Where to read a changed file's data (default: the walked path, live). */
   source?: (e: WalkEntry) => HashSource;
   onWarning?: (m: string) => void;
@@ -441,37 +444,33 @@ class ParentNames {
   }
 }
 
+export function newGenerationStats(): GenerationStats {
+  return { inodes: 0, changed: 0, hashedFiles: 0, hashedBytes: 0n, readBytes: 0n, sharedBytes: 0n };
+}
+
 /**
- * Fill in generation and extents on every entry's record (entries sorted by
- * ino, as walkTree returns them). Mutates the records in place.
+ * Fill in generation and extents on each entry's record as it comes (entries
+ * in ino order) and yield the record: a merge-join with one pass over the
+ * parent's records, so neither side is held in memory. With `parentCopy`,
+ * one more pass over the parent first collects its directory names. Adds
+ * to `stats` as it goes; the byte counts are final when the generator ends.
  */
-export async function assignGenerations(entries: WalkEntry[], opts: GenerationOptions): Promise<GenerationStats> {
+export function* generations(entries: Iterable<WalkEntry>, opts: GenerationOptions, stats: GenerationStats): Generator<InodeRecord> {
   const warn = opts.onWarning ?? (() => undefined);
   const source = opts.source ?? ((e: WalkEntry) => ({ path: e.path, live: true }));
   const { transid } = opts;
-  const stats: GenerationStats = { inodes: entries.length, changed: 0, hashedFiles: 0, hashedBytes: 0n, readBytes: 0n, sharedBytes: 0n };
   const counter: ReadCounter = { read: 0, shared: 0 };
   const sub = opts.subKey ? new SubDigester(opts.subKey) : undefined;
-  const names = opts.parentCopy ? new ParentNames() : undefined;
-  /** Changed files of a reflink volume, hashed once every parent directory name is known. */
-  const later: Array<{ rec: InodeRecord; e: WalkEntry; prev: InodeRecord }> = [];
-  const it = opts.parent
-    ? Symbol.asyncIterator in opts.parent
-      ? (opts.parent as AsyncIterable<InodeRecord>)[Symbol.asyncIterator]()
-      : (opts.parent as Iterable<InodeRecord>)[Symbol.iterator]()
-    : undefined;
+  let names: ParentNames | undefined;
+  if (opts.parentCopy && opts.parent) {
+    names = new ParentNames();
+    for (const r of opts.parent()) names.see(r);
+  }
+  const it = opts.parent?.()[Symbol.iterator]();
   let p: InodeRecord | undefined;
-  let done = !it;
-  const next = async () => {
-    if (done) return;
-    const r = await it!.next();
-    if (r.done) {
-      done = true;
-      p = undefined;
-    } else {
-      p = r.value;
-      names?.see(p);
-    }
+  const next = () => {
+    const r = it?.next();
+    p = r && !r.done ? r.value : undefined;
   };
   const hash = (rec: InodeRecord, e: WalkEntry, prev?: InodeRecord, prevCopy?: Buffer) => {
     const hashes = hashRecord(rec, source(e), warn, { sub, prev, prevCopy, counter });
@@ -479,45 +478,44 @@ export async function assignGenerations(entries: WalkEntry[], opts: GenerationOp
     stats.hashedBytes += rec.size;
     return hashes;
   };
-  await next();
+  const copyOf = (prev: InodeRecord) => {
+    const rel = names?.pathOf(prev);
+    return rel ? Buffer.concat([opts.parentCopy!, SLASH, rel]) : undefined;
+  };
+  next();
   try {
     for (const e of entries) {
       const rec = e.rec;
-      while (p && p.ino < rec.ino) await next();
+      while (p && p.ino < rec.ino) next();
       const prev = p && p.ino === rec.ino && sameIdentity(p, rec) ? p : undefined;
       if (prev && sameKey(prev, rec) && (rec.type !== 'file' || prev.extents)) {
         rec.generation = namesOrMetaDiffer(prev, rec) ? transid : prev.generation;
         if (rec.type === 'file') rec.extents = prev.extents;
-      } else if (prev) {
-        rec.generation = transid;
-        if (rec.type === 'file') {
-          if (names && prev.extents) later.push({ rec, e, prev });
-          else {
-            const h = hash(rec, e, prev); // may update rec.size (live trees)
-            rec.extents = buildExtents(rec.size, h, transid, prev.extents);
-          }
-        }
       } else {
         rec.generation = transid;
         if (rec.type === 'file') {
-          const h = hash(rec, e);
-          rec.extents = buildExtents(rec.size, h, transid);
+          const old = prev?.extents ? prev : undefined;
+          const h = hash(rec, e, old, old && names ? copyOf(old) : undefined); // may update rec.size (live trees)
+          rec.extents = buildExtents(rec.size, h, transid, old?.extents);
         }
       }
+      stats.inodes++;
       if (rec.generation === transid) stats.changed++;
-    }
-    if (later.length) {
-      while (!done) await next(); // the rest of the parent's directory names
-      for (const { rec, e, prev } of later) {
-        const rel = names!.pathOf(prev);
-        const h = hash(rec, e, prev, rel ? Buffer.concat([opts.parentCopy!, SLASH, rel]) : undefined);
-        rec.extents = buildExtents(rec.size, h, transid, prev.extents);
-      }
+      stats.readBytes = BigInt(counter.read);
+      stats.sharedBytes = BigInt(counter.shared);
+      yield rec;
     }
   } finally {
-    if (it && !done && it.return) await it.return();
+    it?.return?.();
   }
-  stats.readBytes = BigInt(counter.read);
-  stats.sharedBytes = BigInt(counter.shared);
+}
+
+/**
+ * Fill in generation and extents on every entry's record (entries sorted by
+ * ino, as walkTree returns them). Mutates the records in place.
+ */
+export function assignGenerations(entries: WalkEntry[], opts: GenerationOptions): GenerationStats {
+  const stats = newGenerationStats();
+  for (const _ of generations(entries, opts, stats));
   return stats;
 }

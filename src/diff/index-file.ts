@@ -181,6 +181,20 @@ function encodeRecord(e: Enc, r: InodeRecord): void {
   }
 }
 
+/**
+ * Encodes records one at a time into a reused buffer (the index's record
+ * encoding, without the length prefix). The returned view is valid until
+ * the next call.
+ */
+export class RecordEncoder {
+  private readonly e = new Enc();
+  encode(r: InodeRecord): Buffer {
+    this.e.len = 0;
+    encodeRecord(this.e, r);
+    return this.e.buf.subarray(0, this.e.len);
+  }
+}
+
 /** Decode one record body of format `version`; throws a plain Error on malformed input (callers wrap it). */
 export function decodeRecord(b: Buffer, version: number = INDEX_VERSION): InodeRecord {
   let o = 0;
@@ -393,39 +407,60 @@ class IndexCursor {
     }
   }
 
-  /** Every complete record in the buffer, parsed; refills first when none is complete. Undefined at the end. */
-  nextBatch(): InodeRecord[] | undefined {
-    if (this.finished) return undefined;
+  /** True at the end of the records (the trailer checked); false while records remain. */
+  private atEnd(): boolean {
+    if (this.finished) return true;
     const { file, recordsEnd } = this;
-    if (this.consumed >= recordsEnd) {
-      if (this.consumed !== recordsEnd) throw corrupt(file, 'records overrun the trailer');
-      this.fill(16);
-      if (!this.buf.subarray(this.start, this.start + 8).equals(INDEX_END)) throw corrupt(file, 'bad trailer');
-      if (this.buf.readBigUInt64LE(this.start + 8) !== this.count) throw corrupt(file, 'record count mismatch');
-      this.finished = true;
-      return undefined;
+    if (this.consumed < recordsEnd) return false;
+    if (this.consumed !== recordsEnd) throw corrupt(file, 'records overrun the trailer');
+    this.fill(16);
+    if (!this.buf.subarray(this.start, this.start + 8).equals(INDEX_END)) throw corrupt(file, 'bad trailer');
+    if (this.buf.readBigUInt64LE(this.start + 8) !== this.count) throw corrupt(file, 'record count mismatch');
+    this.finished = true;
+    return true;
+  }
+
+  /** Length of the record at buf[start] (its 4 length bytes present), checked. */
+  private length(): number {
+    const len = this.buf.readUInt32LE(this.start);
+    if (len > MAX_RECORD_BYTES || this.consumed + 4 + len > this.recordsEnd) throw corrupt(this.file, `bad record length at byte ${this.consumed}`);
+    return len;
+  }
+
+  /** Decode the record at buf[start] (all `len` bytes present) and step past it. */
+  private take(len: number): InodeRecord {
+    let r: InodeRecord;
+    try {
+      r = decodeRecord(this.buf.subarray(this.start + 4, this.start + 4 + len), this.version);
+    } catch (e) {
+      throw corrupt(this.file, `${(e as Error).message} (record at byte ${this.consumed})`);
     }
+    if (r.ino <= this.last) throw corrupt(this.file, `records out of order at byte ${this.consumed}`);
+    this.last = r.ino;
+    this.start += 4 + len;
+    this.consumed += 4 + len;
+    this.count++;
+    return r;
+  }
+
+  /** The next record, or undefined at the end. */
+  next(): InodeRecord | undefined {
+    if (this.atEnd()) return undefined;
     this.fill(4);
-    const first = this.buf.readUInt32LE(this.start);
-    if (first > MAX_RECORD_BYTES || this.consumed + 4 + first > recordsEnd) throw corrupt(file, `bad record length at byte ${this.consumed}`);
-    this.fill(4 + first);
-    const batch: InodeRecord[] = [];
-    while (this.consumed < recordsEnd && this.end - this.start >= 4) {
-      const len = this.buf.readUInt32LE(this.start);
-      if (len > MAX_RECORD_BYTES || this.consumed + 4 + len > recordsEnd) throw corrupt(file, `bad record length at byte ${this.consumed}`);
+    const len = this.length();
+    this.fill(4 + len);
+    return this.take(len);
+  }
+
+  /** The next record and every other complete one in the buffer (refilled first where needed). Undefined at the end. */
+  nextBatch(): InodeRecord[] | undefined {
+    const first = this.next();
+    if (!first) return undefined;
+    const batch: InodeRecord[] = [first];
+    while (this.consumed < this.recordsEnd && this.end - this.start >= 4) {
+      const len = this.length();
       if (this.end - this.start < 4 + len) break;
-      let r: InodeRecord;
-      try {
-        r = decodeRecord(this.buf.subarray(this.start + 4, this.start + 4 + len), this.version);
-      } catch (e) {
-        throw corrupt(file, `${(e as Error).message} (record at byte ${this.consumed})`);
-      }
-      if (r.ino <= this.last) throw corrupt(file, `records out of order at byte ${this.consumed}`);
-      this.last = r.ino;
-      this.start += 4 + len;
-      this.consumed += 4 + len;
-      this.count++;
-      batch.push(r);
+      batch.push(this.take(len));
     }
     return batch;
   }
@@ -495,8 +530,10 @@ export async function openIndex(file: string): Promise<IndexFile> {
     for await (const b of batches()) for (const r of b) yield r;
   }
   function* scan(): Generator<InodeRecord> {
+    // One record at a time: a batch of thousands would outlive the young
+    // generation and be promoted, growing the heap of a long merge-join.
     const c = cursor();
-    for (let b = c.nextBatch(); b; b = c.nextBatch()) yield* b;
+    for (let r = c.next(); r; r = c.next()) yield r;
   }
   return { header: head.header, version: head.version, records: records(), batches: batches(), scan, close };
 }

@@ -13,14 +13,15 @@
  * Invariants: one record per inode however many names it has; the root has
  * no links and is the parent of top-level names; output is sorted by ino.
  * Walking is synchronous (readdirSync + lstatSync measured ~4x faster than
- * fs.promises here). Memory: every record is held until the walk ends (a
- * 1M-file tree costs several hundred MB as JS objects; see the report / a
- * later spill-to-disk sort).
+ * fs.promises here). Memory: every record is held until the walk ends, but
+ * encoded (./record-spool.ts, about 150 bytes a file) rather than as JS
+ * objects (over 1 KB each), plus each directory's relative path.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InodeRecord, InodeType, Link } from '../model/inode';
 import { sys } from '../sys/linux';
+import { RecordSpool } from './record-spool';
 
 export const FERRY_DIR_NAME = '.ferry';
 const FERRY_NAME = Buffer.from(FERRY_DIR_NAME);
@@ -30,11 +31,11 @@ const SLASH = Buffer.from('/');
 const SKIPPED_XATTRS = new Set(['trusted.SGI_ACL_FILE', 'trusted.SGI_ACL_DEFAULT']);
 
 export interface WalkEntry {
-  rec: InodeRecord;
-  /** Absolute path (raw bytes) of the first name seen for this inode; the root's own path for the root. */
-  path: Buffer;
+  readonly rec: InodeRecord;
+  /** Absolute path (raw bytes) of the inode's first link (links are sorted); the root's own path for the root. */
+  readonly path: Buffer;
   /** Path relative to the root (raw bytes, no leading slash); empty for the root. */
-  rel: Buffer;
+  readonly rel: Buffer;
 }
 
 export interface WalkOptions {
@@ -152,11 +153,116 @@ function makeRecord(st: fs.BigIntStats, type: InodeType, birth: bigint): InodeRe
   };
 }
 
+interface DirFrame {
+  ino: bigint;
+  path: Buffer;
+  /** Path relative to the root, as latin1 (one char per byte, lossless). */
+  rel: string;
+  top: boolean;
+}
+
 /**
- * Walk `root` and return one entry per inode, sorted by ino. Generations are
- * 0 and extents unset; ./generations.ts fills them in.
+ * A finished walk: every inode's record, held compactly (./record-spool.ts)
+ * and read back one entry at a time in ino order. Holds per directory its
+ * relative path (to spell any entry's path) and per multi-link inode the
+ * names seen after the first.
  */
-export function walkTree(root: string, opts: WalkOptions = {}): WalkEntry[] {
+export class Walk {
+  /** Directory relative paths (latin1) by ino. */
+  private readonly dirRel = new Map<bigint, string>();
+  /** Spool positions of directories in the order found: parents before children. */
+  private dirPos = new Uint32Array(256);
+  private nDirs = 0;
+  /** Inodes (not dirs) with nlink > 1: the names found after the first, or null while there are none. */
+  readonly moreNames = new Map<bigint, Link[] | null>();
+
+  constructor(
+    readonly rootPath: Buffer,
+    readonly rootIno: bigint,
+    readonly records: RecordSpool,
+  ) {}
+
+  get length(): number {
+    return this.records.length;
+  }
+
+  /** @internal walker only */
+  addDir(ino: bigint, rel: string, pos: number): void {
+    this.dirRel.set(ino, rel);
+    if (this.nDirs === this.dirPos.length) {
+      const d = new Uint32Array(this.nDirs * 2);
+      d.set(this.dirPos);
+      this.dirPos = d;
+    }
+    this.dirPos[this.nDirs++] = pos;
+  }
+
+  /** Relative path of an inode's first link (empty for the root). */
+  relOf(rec: InodeRecord): Buffer {
+    const l = rec.links[0];
+    if (!l) return Buffer.alloc(0);
+    const up = this.dirRel.get(l.parent);
+    if (up === undefined) throw new Error(`walk: no directory ${l.parent} for inode ${rec.ino}`);
+    return up ? Buffer.concat([Buffer.from(up, 'latin1'), SLASH, l.name]) : l.name;
+  }
+
+  /** Absolute path of a directory found by the walk, or undefined. */
+  dirPath(ino: bigint): Buffer | undefined {
+    const rel = this.dirRel.get(ino);
+    if (rel === undefined) return undefined;
+    return rel ? Buffer.concat([this.rootPath, SLASH, Buffer.from(rel, 'latin1')]) : this.rootPath;
+  }
+
+  private entryAt(pos: number): WalkEntry {
+    const rec = this.records.get(pos);
+    if (rec.type !== 'dir' && rec.nlink > 1) {
+      const more = this.moreNames.get(rec.ino);
+      if (more) {
+        rec.links.push(...more);
+        rec.links.sort(compareLinks);
+      }
+    }
+    return new SpooledEntry(rec, this);
+  }
+
+  /** Every inode, in ino order, each a fresh record. */
+  *entries(): Generator<WalkEntry> {
+    const order = this.records.sorted();
+    for (let i = 0; i < order.length; i++) yield this.entryAt(order[i]);
+  }
+
+  /** The directories, parents before children (`reverse`: children first). */
+  *dirs(reverse = false): Generator<WalkEntry> {
+    for (let k = 0; k < this.nDirs; k++) yield this.entryAt(this.dirPos[reverse ? this.nDirs - 1 - k : k]);
+  }
+}
+
+/** A walk entry whose paths are spelled when first asked for. */
+class SpooledEntry implements WalkEntry {
+  private relB: Buffer | undefined;
+  private pathB: Buffer | undefined;
+
+  constructor(
+    readonly rec: InodeRecord,
+    private readonly walk: Walk,
+  ) {}
+
+  get rel(): Buffer {
+    return (this.relB ??= this.walk.relOf(this.rec));
+  }
+
+  get path(): Buffer {
+    if (!this.pathB) this.pathB = this.rel.length ? Buffer.concat([this.walk.rootPath, SLASH, this.rel]) : this.walk.rootPath;
+    return this.pathB;
+  }
+}
+
+/**
+ * Walk `root`, keeping every inode's record in a compact spool. Generations
+ * are 0 and extents unset; ./generations.ts fills them in as the entries
+ * are read back in ino order.
+ */
+export function walkVolume(root: string, opts: WalkOptions = {}): Walk {
   const warn = opts.onWarning ?? (() => undefined);
   const withXattrs = opts.xattrs ?? true;
   const rootPath = Buffer.from(path.resolve(root));
@@ -165,10 +271,9 @@ export function walkTree(root: string, opts: WalkOptions = {}): WalkEntry[] {
   const birthOf = birthSource(rootPath, rootSt);
   const rootRec = makeRecord(rootSt, 'dir', birthOf(rootPath, rootSt, 'dir'));
   if (withXattrs) rootRec.xattrs = readXattrs(rootPath);
-  const out: WalkEntry[] = [{ rec: rootRec, path: rootPath, rel: Buffer.alloc(0) }];
-  /** Inodes with more than one name, to fold later links into one record. */
-  const multi = new Map<bigint, WalkEntry>();
-  const stack: WalkEntry[] = [out[0]];
+  const walk = new Walk(rootPath, rootRec.ino, new RecordSpool());
+  walk.addDir(rootRec.ino, '', walk.records.add(rootRec));
+  const stack: DirFrame[] = [{ ino: rootRec.ino, path: rootPath, rel: '', top: true }];
   while (stack.length) {
     const dir = stack.pop()!;
     let dirents: fs.Dirent<Buffer>[];
@@ -184,7 +289,7 @@ export function walkTree(root: string, opts: WalkOptions = {}): WalkEntry[] {
     }
     for (const d of dirents) {
       const name = d.name as Buffer;
-      if (dir === out[0] && name.equals(FERRY_NAME)) continue;
+      if (dir.top && name.equals(FERRY_NAME)) continue;
       const p = Buffer.concat([dir.path, SLASH, name]);
       let st: fs.BigIntStats;
       try {
@@ -200,27 +305,34 @@ export function walkTree(root: string, opts: WalkOptions = {}): WalkEntry[] {
         warn(`skipped a mount point (another filesystem): ${p.toString()}`);
         continue;
       }
-      const link: Link = { parent: dir.rec.ino, name };
+      const link: Link = { parent: dir.ino, name };
       const type = typeOf(Number(st.mode));
-      if (type !== 'dir' && st.nlink > 1n) {
-        const seen = multi.get(st.ino);
-        if (seen) {
-          seen.rec.links.push(link);
-          continue;
-        }
+      const multi = type !== 'dir' && st.nlink > 1n;
+      if (multi && walk.moreNames.has(st.ino)) {
+        const more = walk.moreNames.get(st.ino);
+        if (more) more.push(link);
+        else walk.moreNames.set(st.ino, [link]);
+        continue;
       }
       const rec = makeRecord(st, type, birthOf(p, st, type));
       rec.links.push(link);
       if (withXattrs) rec.xattrs = readXattrs(p);
       if (type === 'symlink') rec.target = fs.readlinkSync(p, { encoding: 'buffer' });
-      const rel = dir.rel.length ? Buffer.concat([dir.rel, SLASH, name]) : name;
-      const entry: WalkEntry = { rec, path: p, rel };
-      out.push(entry);
-      if (type === 'dir') stack.push(entry);
-      else if (st.nlink > 1n) multi.set(st.ino, entry);
+      const pos = walk.records.add(rec);
+      if (type === 'dir') {
+        const rel = dir.rel ? `${dir.rel}/${name.toString('latin1')}` : name.toString('latin1');
+        walk.addDir(st.ino, rel, pos);
+        stack.push({ ino: st.ino, path: p, rel, top: false });
+      } else if (multi) walk.moreNames.set(st.ino, null);
     }
   }
-  for (const e of multi.values()) e.rec.links.sort(compareLinks);
-  out.sort((a, b) => (a.rec.ino < b.rec.ino ? -1 : a.rec.ino > b.rec.ino ? 1 : 0));
-  return out;
+  return walk;
+}
+
+/**
+ * Walk `root` and return one entry per inode, sorted by ino, all in memory
+ * (small trees and tests; snapshots read a Walk one entry at a time).
+ */
+export function walkTree(root: string, opts: WalkOptions = {}): WalkEntry[] {
+  return [...walkVolume(root, opts).entries()];
 }

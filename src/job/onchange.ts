@@ -19,7 +19,7 @@
 import { FerryError } from '../errors';
 import { namesOrMetaDiffer, sameKey } from '../diff/generations';
 import { openIndex } from '../diff/index-file';
-import { walkTree } from '../diff/walker';
+import { walkVolume } from '../diff/walker';
 import { SnapshotInfo, Volume } from '../volume/volume';
 
 export interface ChangeCheck {
@@ -36,32 +36,29 @@ export async function changedSince(vol: Volume, newest: SnapshotInfo): Promise<C
     if (e instanceof FerryError) return { changed: true, reason: `the index of ${newest.meta.name} is unreadable (${e.code})` };
     throw e;
   }
-  const entries = walkTree(vol.dir);
-  let i = 0;
+  const walked = walkVolume(vol.dir).entries();
+  let e = walked.next();
   let reason: string | undefined;
   try {
-    for await (const batch of index.batches) {
-      for (const p of batch) {
-        const e = entries[i];
-        if (!e || e.rec.ino > p.ino) {
-          reason = `inode ${p.ino} was removed`;
-          break;
-        }
-        if (e.rec.ino < p.ino) {
-          reason = `new inode ${e.rec.ino} (${e.rel.toString() || '/'})`;
-          break;
-        }
-        if (!sameKey(p, e.rec) || namesOrMetaDiffer(p, e.rec)) {
-          reason = `${e.rel.toString() || '/'} changed`;
-          break;
-        }
-        i++;
+    for (const p of index.scan()) {
+      if (e.done || e.value.rec.ino > p.ino) {
+        reason = `inode ${p.ino} was removed`;
+        break;
       }
-      if (reason) break;
+      const { rec, rel } = e.value;
+      if (rec.ino < p.ino) {
+        reason = `new inode ${rec.ino} (${rel.toString() || '/'})`;
+        break;
+      }
+      if (!sameKey(p, rec) || namesOrMetaDiffer(p, rec)) {
+        reason = `${rel.toString() || '/'} changed`;
+        break;
+      }
+      e = walked.next();
     }
   } finally {
     await index.close();
   }
-  if (!reason && i < entries.length) reason = `new inode ${entries[i].rec.ino} (${entries[i].rel.toString() || '/'})`;
+  if (!reason && !e.done) reason = `new inode ${e.value.rec.ino} (${e.value.rel.toString() || '/'})`;
   return reason ? { changed: true, reason: `${reason} since ${newest.meta.name}` } : { changed: false, reason: `nothing changed since ${newest.meta.name}` };
 }

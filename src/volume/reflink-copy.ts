@@ -101,34 +101,53 @@ function cloneInto(src: Buffer, dst: Buffer, rec: InodeRecord, warn: (m: string)
 }
 
 /**
- * Build the frozen copy of `entries` (from walkTree, sorted by ino) under
- * `dest` (which must not exist). File records take the stat of what was cloned.
+ * Builds a frozen copy under `dest` (which must not exist) in three steps,
+ * so a caller can stream entries through it: `mkdirs` (directories, parents
+ * first), `add` for every other inode (a file record takes the stat of what
+ * was cloned), then `finishDirs` (directory metadata, children first, so
+ * entries added earlier do not bump their times).
  * `copyWhereNoClone`: copy a file's data (copy_file_range) where FICLONE is
  * refused, instead of failing (rollback from a copy on another filesystem).
  */
-export function buildReflinkCopy(entries: WalkEntry[], dest: string, warn: (m: string) => void, opts: { copyWhereNoClone?: boolean } = {}): void {
-  const destB = Buffer.from(path.resolve(dest));
-  fs.mkdirSync(destB, { mode: 0o700 });
-  const at = (e: WalkEntry) => (e.rel.length ? Buffer.concat([destB, SLASH, e.rel]) : destB);
-  const dirPath = new Map<bigint, Buffer>();
-  const root = entries.find((e) => e.rel.length === 0)!;
-  dirPath.set(root.rec.ino, destB);
-  // Directories, shallowest first, so parents exist.
-  const dirs = entries.filter((e) => e.rec.type === 'dir' && e.rel.length > 0);
-  dirs.sort((a, b) => a.rel.length - b.rel.length);
-  for (const d of dirs) {
-    const p = at(d);
-    fs.mkdirSync(p, { mode: 0o700 });
-    dirPath.set(d.rec.ino, p);
+export class ReflinkCopier {
+  private readonly destB: Buffer;
+  private readonly dirPath = new Map<bigint, Buffer>();
+
+  constructor(
+    dest: string,
+    private readonly warn: (m: string) => void,
+    private readonly opts: { copyWhereNoClone?: boolean } = {},
+  ) {
+    this.destB = Buffer.from(path.resolve(dest));
+    fs.mkdirSync(this.destB, { mode: 0o700 });
   }
-  for (const e of entries) {
+
+  private at(e: WalkEntry): Buffer {
+    return e.rel.length ? Buffer.concat([this.destB, SLASH, e.rel]) : this.destB;
+  }
+
+  /** Create the directories; each parent must come before its children. */
+  mkdirs(dirs: Iterable<WalkEntry>): void {
+    for (const d of dirs) {
+      if (d.rel.length === 0) {
+        this.dirPath.set(d.rec.ino, this.destB);
+        continue;
+      }
+      const p = this.at(d);
+      fs.mkdirSync(p, { mode: 0o700 });
+      this.dirPath.set(d.rec.ino, p);
+    }
+  }
+
+  /** Copy one inode (directories are skipped: see mkdirs and finishDirs). */
+  add(e: WalkEntry): void {
     const rec = e.rec;
-    if (rec.type === 'dir') continue;
-    const p = at(e);
+    if (rec.type === 'dir') return;
+    const p = this.at(e);
     try {
       switch (rec.type) {
         case 'file':
-          cloneInto(e.path, p, rec, warn, opts.copyWhereNoClone);
+          cloneInto(e.path, p, rec, this.warn, this.opts.copyWhereNoClone);
           break;
         case 'symlink':
           fs.symlinkSync(rec.target!, p);
@@ -139,20 +158,35 @@ export function buildReflinkCopy(entries: WalkEntry[], dest: string, warn: (m: s
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && rec.type === 'file') {
         // Deleted after the walk saw it: keep it in the index as walked, with an empty copy.
-        warn(`file vanished during the snapshot: ${e.path.toString()}`);
+        this.warn(`file vanished during the snapshot: ${e.path.toString()}`);
         fs.writeFileSync(p, '');
         rec.size = 0n;
       } else throw err;
     }
     applyMeta(p, rec);
     for (const l of rec.links) {
-      const lp = Buffer.concat([dirPath.get(l.parent)!, SLASH, l.name]);
+      const lp = Buffer.concat([this.dirPath.get(l.parent)!, SLASH, l.name]);
       if (!lp.equals(p)) fs.linkSync(p, lp);
     }
   }
-  // Directory metadata last, deepest first, so entries added above do not bump their times.
-  for (let i = dirs.length - 1; i >= 0; i--) applyMeta(at(dirs[i]), dirs[i].rec);
-  applyMeta(destB, root.rec);
+
+  /** Directory metadata; each child must come before its parent, the root last. */
+  finishDirs(dirs: Iterable<WalkEntry>): void {
+    for (const d of dirs) applyMeta(this.at(d), d.rec);
+  }
+}
+
+/**
+ * Build the frozen copy of `entries` (from walkTree, sorted by ino) under
+ * `dest` (which must not exist). File records take the stat of what was cloned.
+ */
+export function buildReflinkCopy(entries: WalkEntry[], dest: string, warn: (m: string) => void, opts: { copyWhereNoClone?: boolean } = {}): void {
+  const c = new ReflinkCopier(dest, warn, opts);
+  // Shallowest first, so parents exist; the root (empty rel) sorts first.
+  const dirs = entries.filter((e) => e.rec.type === 'dir').sort((a, b) => a.rel.length - b.rel.length);
+  c.mkdirs(dirs);
+  for (const e of entries) c.add(e);
+  c.finishDirs(dirs.reverse());
 }
 
 /**

@@ -44,13 +44,13 @@ import * as path from 'node:path';
 import { FerryError } from '../errors';
 import { faultPoint } from '../model/fault';
 import { InodeRecord } from '../model/inode';
-import { assignGenerations, GenerationStats, SUB_KEY_BYTES } from '../diff/generations';
-import { openIndex, writeIndex } from '../diff/index-file';
-import { FERRY_DIR_NAME, WalkEntry, walkTree } from '../diff/walker';
+import { generations, GenerationStats, newGenerationStats, SUB_KEY_BYTES } from '../diff/generations';
+import { IndexFile, openIndex, writeIndex } from '../diff/index-file';
+import { FERRY_DIR_NAME, WalkEntry, walkVolume } from '../diff/walker';
 import { sys } from '../sys/linux';
 import { fsyncDir, writeFileAtomic } from './atomic';
 import { Lock } from './lock';
-import { buildReflinkCopy, setImmutable } from './reflink-copy';
+import { ReflinkCopier, setImmutable } from './reflink-copy';
 import { createSubvolume, deleteSubvolume, haveBtrfsProgs, isNestedSubvolumeStub, isSubvolume, snapshotSubvolume, streamIdentity } from './btrfs';
 
 export type SnapshotMethod = 'btrfs' | 'reflink' | 'index';
@@ -375,19 +375,35 @@ export interface SnapshotResult extends SnapshotInfo {
   warnings: string[];
 }
 
-function counts(entries: WalkEntry[], g: GenerationStats): SnapshotCounts {
-  const c: SnapshotCounts = { inodes: entries.length, files: 0, dirs: 0, symlinks: 0, other: 0, bytes: '0', changed: g.changed, hashedFiles: g.hashedFiles, hashedBytes: g.hashedBytes.toString(), readBytes: g.readBytes.toString(), sharedBytes: g.sharedBytes.toString() };
-  let bytes = 0n;
-  for (const { rec } of entries) {
-    if (rec.type === 'file') {
-      c.files++;
-      bytes += rec.size;
-    } else if (rec.type === 'dir') c.dirs++;
-    else if (rec.type === 'symlink') c.symlinks++;
-    else c.other++;
+/** Counts of a snapshot's inodes, taken as its records go into the index. */
+class Tally {
+  private readonly c = { inodes: 0, files: 0, dirs: 0, symlinks: 0, other: 0 };
+  private bytes = 0n;
+
+  *pass(records: Iterable<InodeRecord>): Generator<InodeRecord> {
+    for (const rec of records) {
+      this.c.inodes++;
+      if (rec.type === 'file') {
+        this.c.files++;
+        this.bytes += rec.size;
+      } else if (rec.type === 'dir') this.c.dirs++;
+      else if (rec.type === 'symlink') this.c.symlinks++;
+      else this.c.other++;
+      yield rec;
+    }
   }
-  c.bytes = bytes.toString();
-  return c;
+
+  counts(g: GenerationStats): SnapshotCounts {
+    return {
+      ...this.c,
+      bytes: this.bytes.toString(),
+      changed: g.changed,
+      hashedFiles: g.hashedFiles,
+      hashedBytes: g.hashedBytes.toString(),
+      readBytes: g.readBytes.toString(),
+      sharedBytes: g.sharedBytes.toString(),
+    };
+  }
 }
 
 /**
@@ -439,24 +455,25 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
       uuid = id.uuid;
       transid = id.ctransid;
     }
-    const entries = walkTree(method === 'btrfs' ? frozen : vol.dir, {
+    const walk = walkVolume(method === 'btrfs' ? frozen : vol.dir, {
       onWarning: method === 'btrfs' ? (m) => isNestedSubvolumeStub(m) || warn(m) : warn,
     });
     faultPoint('snapshot:after-walk');
-    if (method === 'reflink') buildReflinkCopy(entries, treeDir, warn);
+    // Reflink: directories now, each other inode cloned just before its generation is assigned.
+    const copier = method === 'reflink' ? new ReflinkCopier(treeDir, warn) : undefined;
+    copier?.mkdirs(walk.dirs());
 
     // Parent: the newest snapshot whose index is intact.
     const snaps = listSnapshots(vol);
     let parent: SnapshotInfo | undefined;
-    let parentRecords: AsyncIterable<InodeRecord> | undefined;
+    let parentIndex: IndexFile | undefined;
     let subKey: Buffer | undefined;
     for (let i = snaps.length - 1; i >= 0 && !parent; i--) {
       try {
-        const f = await openIndex(snaps[i].indexPath);
+        parentIndex = await openIndex(snaps[i].indexPath);
         parent = snaps[i];
-        parentRecords = f.records;
         // Sub-block digests compare only under one key: inherit the parent's.
-        const k = f.header.subKey ? Buffer.from(f.header.subKey, 'hex') : undefined;
+        const k = parentIndex.header.subKey ? Buffer.from(parentIndex.header.subKey, 'hex') : undefined;
         if (k?.length === SUB_KEY_BYTES) subKey = k;
       } catch (e) {
         if (!(e instanceof FerryError)) throw e;
@@ -466,32 +483,43 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
 
     const treeB = Buffer.from(path.resolve(frozen));
     subKey ??= randomBytes(SUB_KEY_BYTES);
-    const g = await assignGenerations(entries, {
-      subKey,
-      parentCopy: method === 'reflink' && parent?.meta.method === 'reflink' ? Buffer.from(path.resolve(parent.dir, 'tree')) : undefined,
-      transid,
-      parent: parentRecords,
-      onWarning: warn,
-      source:
-        method !== 'index'
-          ? (e) => ({ path: Buffer.concat([treeB, Buffer.from('/'), e.rel]), live: false })
-          : (e) => ({ path: e.path, live: true }),
-    });
-
-    await writeIndex(
-      path.join(tmp, 'index'),
+    const g = newGenerationStats();
+    const tally = new Tally();
+    const walked = function* (): Generator<WalkEntry> {
+      for (const e of walk.entries()) {
+        copier?.add(e);
+        yield e;
+      }
+    };
+    const records = generations(
+      walked(),
       {
-        uuid,
-        transid: transid.toString(),
-        parentUuid: parent?.meta.uuid ?? null,
-        volumeUuid: vol.meta.uuid,
-        subKey: subKey.toString('hex'),
-        rootIno: entries.find((e) => e.rec.type === 'dir' && e.rec.links.length === 0)?.rec.ino.toString(),
+        subKey,
+        parentCopy: method === 'reflink' && parent?.meta.method === 'reflink' ? Buffer.from(path.resolve(parent.dir, 'tree')) : undefined,
+        transid,
+        parent: parentIndex && (() => parentIndex!.scan()),
+        onWarning: warn,
+        source:
+          method !== 'index'
+            ? (e) => ({ path: Buffer.concat([treeB, Buffer.from('/'), e.rel]), live: false })
+            : (e) => ({ path: e.path, live: true }),
       },
-      (function* () {
-        for (const e of entries) yield e.rec;
-      })(),
+      g,
     );
+    const header = {
+      uuid,
+      transid: transid.toString(),
+      parentUuid: parent?.meta.uuid ?? null,
+      volumeUuid: vol.meta.uuid,
+      subKey: subKey.toString('hex'),
+      rootIno: walk.rootIno.toString(),
+    };
+    try {
+      await writeIndex(path.join(tmp, 'index'), header, tally.pass(records));
+    } finally {
+      await parentIndex?.close();
+    }
+    copier?.finishDirs(walk.dirs(true));
     faultPoint('snapshot:after-index');
     // After a rollback the live tree descends from the snapshot rolled back to.
     const base = (current.rolledBackTo && snaps.find((x) => x.meta.uuid === current.rolledBackTo!.uuid)) || parent;
@@ -506,7 +534,7 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
       volumeUuid: vol.meta.uuid,
       created: new Date().toISOString(),
       method,
-      counts: counts(entries, g),
+      counts: tally.counts(g),
     };
     writeFileAtomic(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     if (method === 'reflink') {

@@ -58,7 +58,7 @@ test('files of SUB_DIGEST_MIN_FILE and more get sub digests; a 4 KiB change show
   fs.writeSync(fd, Buffer.alloc(SUB_BLOCK_SIZE, 0xee), 0, SUB_BLOCK_SIZE, BLOCK_SIZE + 5 * SUB_BLOCK_SIZE);
   fs.closeSync(fd);
   const two = walkTree(root);
-  await assignGenerations(two, { transid: 2n, parent: one.map((e) => e.rec), subKey: KEY });
+  await assignGenerations(two, { transid: 2n, parent: () => one.map((e) => e.rec), subKey: KEY });
   const big2 = rec(two, 'big');
   expect(big2.extents!.map((x) => x.generation)).toEqual([1n, 2n, 1n, 1n]);
   // blocks whose hash did not change take the parent's digests rather than computing them again

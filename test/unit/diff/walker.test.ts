@@ -2,9 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { walkTree } from '../../../src/diff/walker';
+import { walkTree, walkVolume } from '../../../src/diff/walker';
 import { assignGenerations, BLOCK_SIZE } from '../../../src/diff/generations';
 import { sys } from '../../../src/sys/linux';
+import { InodeRecord } from '../../../src/model/inode';
 
 let root: string;
 beforeEach(() => {
@@ -78,6 +79,44 @@ test('records every inode once, sorted by ino, with links, symlinks, xattrs and 
   for (const e of entries) expect(e.rec.birth).not.toBe(undefined);
 });
 
+test('a Walk spells raw-byte paths through nested directories and orders directories parents first', () => {
+  const odd = Buffer.from([0xc3, 0x28, 0xff, 0x20, 0x0a]); // not UTF-8, with a space and a newline
+  const rootB = Buffer.from(root);
+  const dirA = Buffer.concat([rootB, Buffer.from('/'), odd]);
+  const dirB = Buffer.concat([dirA, Buffer.from('/'), Buffer.from([0xe9, 0x74, 0xe9])]);
+  fs.mkdirSync(dirB, { recursive: true });
+  const file = Buffer.concat([dirB, Buffer.from('/'), Buffer.from([0x80, 0x81])]);
+  fs.writeFileSync(file, 'x');
+  fs.linkSync(file, path.join(root, 'top-link'));
+  fs.mkdirSync(path.join(root, 'z/y/x'), { recursive: true });
+
+  const w = walkVolume(root);
+  const entries = [...w.entries()];
+  // (A walk's readdir may move a directory's atime, relatime: compare the rest.)
+  const noAtime = (r: InodeRecord) => ({ ...r, atimeNs: 0n });
+  expect(entries.map((e) => noAtime(e.rec))).toEqual(walkTree(root).map((e) => noAtime(e.rec)));
+  const f = entries.find((e) => e.rec.ino === BigInt(fs.lstatSync(file).ino))!;
+  expect(f.rec.links).toHaveLength(2);
+  // The first link (sorted by parent ino, then name) spells rel and path, byte for byte.
+  const first = f.rec.links[0];
+  const want = first.parent === w.rootIno ? Buffer.from('top-link') : Buffer.concat([odd, Buffer.from('/'), Buffer.from([0xe9, 0x74, 0xe9, 0x2f, 0x80, 0x81])]);
+  expect(f.rel.equals(want)).toBe(true);
+  expect(f.path.equals(Buffer.concat([rootB, Buffer.from('/'), want]))).toBe(true);
+  expect(fs.lstatSync(f.path).ino).toBe(Number(f.rec.ino));
+  expect(w.dirPath(BigInt(fs.lstatSync(dirB).ino))!.equals(dirB)).toBe(true);
+  expect(w.dirPath(12345678901n)).toBeUndefined();
+
+  // Parents before children, and the reverse for children first; every directory once.
+  const seen = new Set<bigint>();
+  const dirs = [...w.dirs()];
+  expect(dirs.map((d) => d.rec.ino).sort()).toEqual(entries.filter((e) => e.rec.type === 'dir').map((e) => e.rec.ino).sort());
+  for (const d of dirs) {
+    if (d.rec.links.length) expect(seen.has(d.rec.links[0].parent)).toBe(true);
+    seen.add(d.rec.ino);
+  }
+  expect([...w.dirs(true)].map((d) => d.rec.ino)).toEqual(dirs.map((d) => d.rec.ino).reverse());
+});
+
 test('generations: first snapshot, unchanged, appended, renamed', async () => {
   fs.writeFileSync(path.join(root, 'same'), Buffer.alloc(3 * BLOCK_SIZE, 1));
   fs.writeFileSync(path.join(root, 'grow'), Buffer.alloc(2 * BLOCK_SIZE + 10, 2));
@@ -97,7 +136,7 @@ test('generations: first snapshot, unchanged, appended, renamed', async () => {
   fs.mkdirSync(path.join(root, 'd'));
   fs.renameSync(path.join(root, 'move'), path.join(root, 'd/moved'));
   const two = walkTree(root);
-  const st = await assignGenerations(two, { transid: 2n, parent: one.map((e) => e.rec) });
+  const st = await assignGenerations(two, { transid: 2n, parent: () => one.map((e) => e.rec) });
   expect(byIno(two, 'same').rec.generation).toBe(1n);
   expect(byIno(two, 'same').rec.extents).toBe(byIno(one, 'same').rec.extents);
   const grow2 = byIno(two, 'grow').rec;
