@@ -36,7 +36,7 @@ export async function changedSince(vol: Volume, newest: SnapshotInfo): Promise<C
     if (e instanceof FerryError) return { changed: true, reason: `the index of ${newest.meta.name} is unreadable (${e.code})` };
     throw e;
   }
-  const walked = walkVolume(vol.dir).entries();
+  const walked = walkVolume(vol.dir, { prefetch: true }).entries();
   let e = walked.next();
   let reason: string | undefined;
   try {

@@ -456,70 +456,76 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
       transid = id.ctransid;
     }
     const walk = walkVolume(method === 'btrfs' ? frozen : vol.dir, {
+      prefetch: true,
+      spillTo: path.join(tmp, 'walk.spool'),
       onWarning: method === 'btrfs' ? (m) => isNestedSubvolumeStub(m) || warn(m) : warn,
     });
-    faultPoint('snapshot:after-walk');
-    // Reflink: directories now, each other inode cloned just before its generation is assigned.
-    const copier = method === 'reflink' ? new ReflinkCopier(treeDir, warn) : undefined;
-    copier?.mkdirs(walk.dirs());
-
+    const g = newGenerationStats();
+    const tally = new Tally();
     // Parent: the newest snapshot whose index is intact.
     const snaps = listSnapshots(vol);
     let parent: SnapshotInfo | undefined;
-    let parentIndex: IndexFile | undefined;
-    let subKey: Buffer | undefined;
-    for (let i = snaps.length - 1; i >= 0 && !parent; i--) {
-      try {
-        parentIndex = await openIndex(snaps[i].indexPath);
-        parent = snaps[i];
-        // Sub-block digests compare only under one key: inherit the parent's.
-        const k = parentIndex.header.subKey ? Buffer.from(parentIndex.header.subKey, 'hex') : undefined;
-        if (k?.length === SUB_KEY_BYTES) subKey = k;
-      } catch (e) {
-        if (!(e instanceof FerryError)) throw e;
-        warn(`ignored snapshot ${snaps[i].meta.name} as a parent: ${e.message}`);
-      }
-    }
-
-    const treeB = Buffer.from(path.resolve(frozen));
-    subKey ??= randomBytes(SUB_KEY_BYTES);
-    const g = newGenerationStats();
-    const tally = new Tally();
-    const walked = function* (): Generator<WalkEntry> {
-      for (const e of walk.entries()) {
-        copier?.add(e);
-        yield e;
-      }
-    };
-    const records = generations(
-      walked(),
-      {
-        subKey,
-        parentCopy: method === 'reflink' && parent?.meta.method === 'reflink' ? Buffer.from(path.resolve(parent.dir, 'tree')) : undefined,
-        transid,
-        parent: parentIndex && (() => parentIndex!.scan()),
-        onWarning: warn,
-        source:
-          method !== 'index'
-            ? (e) => ({ path: Buffer.concat([treeB, Buffer.from('/'), e.rel]), live: false })
-            : (e) => ({ path: e.path, live: true }),
-      },
-      g,
-    );
-    const header = {
-      uuid,
-      transid: transid.toString(),
-      parentUuid: parent?.meta.uuid ?? null,
-      volumeUuid: vol.meta.uuid,
-      subKey: subKey.toString('hex'),
-      rootIno: walk.rootIno.toString(),
-    };
     try {
-      await writeIndex(path.join(tmp, 'index'), header, tally.pass(records));
+      faultPoint('snapshot:after-walk');
+      // Reflink: directories now, each other inode cloned just before its generation is assigned.
+      const copier = method === 'reflink' ? new ReflinkCopier(treeDir, warn) : undefined;
+      copier?.mkdirs(walk.dirs());
+
+      let parentIndex: IndexFile | undefined;
+      let subKey: Buffer | undefined;
+      for (let i = snaps.length - 1; i >= 0 && !parent; i--) {
+        try {
+          parentIndex = await openIndex(snaps[i].indexPath);
+          parent = snaps[i];
+          // Sub-block digests compare only under one key: inherit the parent's.
+          const k = parentIndex.header.subKey ? Buffer.from(parentIndex.header.subKey, 'hex') : undefined;
+          if (k?.length === SUB_KEY_BYTES) subKey = k;
+        } catch (e) {
+          if (!(e instanceof FerryError)) throw e;
+          warn(`ignored snapshot ${snaps[i].meta.name} as a parent: ${e.message}`);
+        }
+      }
+
+      const treeB = Buffer.from(path.resolve(frozen));
+      subKey ??= randomBytes(SUB_KEY_BYTES);
+      const walked = function* (): Generator<WalkEntry> {
+        for (const e of walk.entries()) {
+          copier?.add(e);
+          yield e;
+        }
+      };
+      const records = generations(
+        walked(),
+        {
+          subKey,
+          parentCopy: method === 'reflink' && parent?.meta.method === 'reflink' ? Buffer.from(path.resolve(parent.dir, 'tree')) : undefined,
+          transid,
+          parent: parentIndex && (() => parentIndex!.scan()),
+          onWarning: warn,
+          source:
+            method !== 'index'
+              ? (e) => ({ path: Buffer.concat([treeB, Buffer.from('/'), e.rel]), live: false })
+              : (e) => ({ path: e.path, live: true }),
+        },
+        g,
+      );
+      const header = {
+        uuid,
+        transid: transid.toString(),
+        parentUuid: parent?.meta.uuid ?? null,
+        volumeUuid: vol.meta.uuid,
+        subKey: subKey.toString('hex'),
+        rootIno: walk.rootIno.toString(),
+      };
+      try {
+        await writeIndex(path.join(tmp, 'index'), header, tally.pass(records));
+      } finally {
+        await parentIndex?.close();
+      }
+      copier?.finishDirs(walk.dirs(true));
     } finally {
-      await parentIndex?.close();
+      walk.dispose();
     }
-    copier?.finishDirs(walk.dirs(true));
     faultPoint('snapshot:after-index');
     // After a rollback the live tree descends from the snapshot rolled back to.
     const base = (current.rolledBackTo && snaps.find((x) => x.meta.uuid === current.rolledBackTo!.uuid)) || parent;

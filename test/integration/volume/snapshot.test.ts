@@ -114,6 +114,8 @@ function scenario(kind: 'ext4' | 'xfs', expectMethod: 'index' | 'reflink') {
         expect(ok.code).toBe(0);
         expect(ok.stdout.toString()).toBe(`${vdir}@k\n`);
         expect(fs.readdirSync(snaps)).toEqual(['k']);
+        // The walk's spill file is gone; only the snapshot's own files remain.
+        expect(fs.readdirSync(path.join(snaps, 'k')).filter((x) => x !== 'tree').sort()).toEqual(['index', 'meta.json']);
         const meta = listSnapshots(openVolume(vdir))[0].meta;
         expect(BigInt(meta.transid)).toBeGreaterThan(3n); // killed transids are never reused
       });

@@ -1,5 +1,8 @@
 import { InodeRecord } from '../../../src/model/inode';
-import { RecordSpool } from '../../../src/diff/record-spool';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { RecordArena, RecordSpool } from '../../../src/diff/record-spool';
 
 function rec(ino: bigint, name = `f${ino}`, xattr?: Buffer): InodeRecord {
   return {
@@ -21,53 +24,84 @@ function rec(ino: bigint, name = `f${ino}`, xattr?: Buffer): InodeRecord {
   };
 }
 
-test('records come back equal, as fresh copies, in ino order', () => {
-  const s = new RecordSpool();
-  const inos = [50n, 3n, 2n ** 40n, 9n, 1n, 400000n];
-  const originals = inos.map((i) => rec(i));
-  const at = originals.map((r) => s.add(r));
-  expect(at).toEqual([0, 1, 2, 3, 4, 5]);
-  expect(s.length).toBe(6);
-  for (let i = 0; i < originals.length; i++) {
-    expect(s.get(i)).toEqual(originals[i]);
-    expect(s.inoAt(i)).toBe(inos[i]);
-  }
-  const got = s.get(0);
+const byIno = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+test('the arena gives records back by position, equal and as fresh copies', () => {
+  const a = new RecordArena();
+  const originals = [50n, 3n, 2n ** 40n].map((i) => rec(i));
+  expect(originals.map((r) => a.add(r))).toEqual([0, 1, 2]);
+  expect(a.length).toBe(3);
+  originals.forEach((r, i) => expect(a.get(i)).toEqual(r));
+  const got = a.get(0);
   got.links[0].name[0] = 0x7a;
   got.mode = 0;
-  expect(s.get(0)).toEqual(originals[0]);
-  const order = [...s.sorted()].map((i) => s.inoAt(i));
-  expect(order).toEqual([...inos].sort((a, b) => (a < b ? -1 : 1)));
-  expect(() => s.add(rec(2n))).toThrow(/after the spool was sorted/);
-  expect(() => s.get(6)).toThrow(RangeError);
+  expect(a.get(0)).toEqual(originals[0]);
+  expect(() => a.get(3)).toThrow(RangeError);
 });
 
-test('inos beyond 2^53 sort exactly (bigint comparison)', () => {
-  const s = new RecordSpool();
-  const big = 2n ** 60n;
-  const inos = [big + 3n, big + 1n, 5n, big + 2n, big];
-  for (const i of inos) s.add(rec(i));
-  expect([...s.sorted()].map((i) => s.inoAt(i))).toEqual([5n, big, big + 1n, big + 2n, big + 3n]);
+describe.each([
+  ['in memory', false],
+  ['spilled to a file', true],
+])('the spool, %s', (_what, spill) => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-spool-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const spillTo = () => (spill ? path.join(dir, 'walk.spool') : undefined);
+
+  test('merges many small runs back into ino order, every record intact', () => {
+    const s = new RecordSpool({ spillTo: spillTo(), runBytes: 16 << 10 });
+    const n = 20000;
+    const p = 20011n; // prime > n: i * 7919 mod p visits 1..n in scrambled order
+    const want = new Map<bigint, InodeRecord>();
+    for (let i = 1; i <= n; i++) {
+      const r = rec((BigInt(i) * 7919n) % p, `name-${i}-${'x'.repeat(i % 50)}`);
+      want.set(r.ino, r);
+      s.add(r);
+    }
+    expect(s.length).toBe(n);
+    expect(s.spilledRuns > 10).toBe(spill);
+    if (spill) expect(fs.statSync(path.join(dir, 'walk.spool')).size).toBeGreaterThan(n * 100);
+    const got = [...s.sorted()];
+    expect(got.map((r) => r.ino)).toEqual([...want.keys()].sort(byIno));
+    for (const r of got) expect(r).toEqual(want.get(r.ino));
+    expect(() => s.add(rec(1n))).toThrow(/closed/);
+    s.dispose();
+    s.dispose();
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  test('inos beyond 2^53 sort exactly, and a record bigger than a run', () => {
+    const s = new RecordSpool({ spillTo: spillTo(), runBytes: 64 << 10 });
+    const big = 2n ** 60n;
+    const value = Buffer.alloc(200 << 10, 0xab);
+    const inos = [big + 3n, big + 1n, 5n, big + 2n, big];
+    for (const i of inos) s.add(rec(i, `f${i}`, i === big + 1n ? value : undefined));
+    const got = [...s.sorted()];
+    expect(got.map((r) => r.ino)).toEqual([5n, big, big + 1n, big + 2n, big + 3n]);
+    expect(got[2].xattrs[0][1].equals(value)).toBe(true);
+    s.dispose();
+  });
+
+  test('an empty spool yields nothing', () => {
+    const s = new RecordSpool({ spillTo: spillTo() });
+    expect([...s.sorted()]).toEqual([]);
+    s.dispose();
+  });
 });
 
-test('many records across chunks, and a record bigger than a chunk', () => {
-  const s = new RecordSpool();
-  const n = 60000;
-  // Inos in a scrambled but known order: i * 7919 mod a prime > n.
-  const p = 60013n;
-  for (let i = 1; i <= n; i++) s.add(rec((BigInt(i) * 7919n) % p, `name-${i}-${'x'.repeat(i % 50)}`));
-  const big = Buffer.alloc(5 << 20, 0xab);
-  const bigPos = s.add(rec(p + 1n, 'big', big));
-  expect(s.bytes()).toBeGreaterThan(5 << 20);
-  const order = s.sorted();
-  expect(order).toHaveLength(n + 1);
-  let last = -1n;
-  for (const i of order) {
-    expect(s.inoAt(i) > last).toBe(true);
-    last = s.inoAt(i);
+test('a spill file that exists is refused (O_EXCL), not overwritten', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-spool-'));
+  try {
+    const f = path.join(dir, 'walk.spool');
+    fs.writeFileSync(f, 'keep');
+    const s = new RecordSpool({ spillTo: f, runBytes: 1024 });
+    expect(() => {
+      for (let i = 0; i < 100; i++) s.add(rec(BigInt(i)));
+    }).toThrow(/EEXIST/);
+    expect(fs.readFileSync(f, 'utf8')).toBe('keep');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
-  expect(order[n]).toBe(bigPos);
-  expect(s.get(bigPos).xattrs[0][1].equals(big)).toBe(true);
-  const k = 12345;
-  expect(s.get(k - 1).links[0].name.toString()).toBe(`name-${k}-${'x'.repeat(k % 50)}`);
 });

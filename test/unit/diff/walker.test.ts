@@ -117,6 +117,21 @@ test('a Walk spells raw-byte paths through nested directories and orders directo
   expect([...w.dirs(true)].map((d) => d.rec.ino)).toEqual(dirs.map((d) => d.rec.ino).reverse());
 });
 
+test('a prefetching, spilling walk gives the same entries and removes its spill file', () => {
+  for (let d = 0; d < 20; d++) {
+    fs.mkdirSync(path.join(root, `d${d}/e`), { recursive: true });
+    for (let f = 0; f < 30; f++) fs.writeFileSync(path.join(root, `d${d}/e/f${f}`), `${d}.${f}`);
+  }
+  const spill = path.join(os.tmpdir(), `ferry-walk-spill-${process.pid}`);
+  const w = walkVolume(root, { prefetch: true, spillTo: spill });
+  const got = [...w.entries()].map((e) => ({ ...e.rec, atimeNs: 0n, rel: e.rel.toString() }));
+  w.dispose();
+  expect(fs.existsSync(spill)).toBe(false);
+  const want = walkTree(root).map((e) => ({ ...e.rec, atimeNs: 0n, rel: e.rel.toString() }));
+  expect(got).toEqual(want);
+  expect(got).toHaveLength(1 + 20 * 2 + 600);
+});
+
 test('generations: first snapshot, unchanged, appended, renamed', async () => {
   fs.writeFileSync(path.join(root, 'same'), Buffer.alloc(3 * BLOCK_SIZE, 1));
   fs.writeFileSync(path.join(root, 'grow'), Buffer.alloc(2 * BLOCK_SIZE + 10, 2));
