@@ -127,6 +127,21 @@ test('an unchanged file in an unchanged directory is kept when it holds a block 
   expectReceived(p);
 });
 
+test('a directory both listed in a changed directory and above a found entry is kept once (the third pass adds no duplicate)', () => {
+  // t4 changes (new entry), so its entry t4/deep is taken in pass 2; the clone
+  // source t4/deep/x/blob is found in pass 2 too, which puts t4/deep (and x)
+  // on pass 3's list as well.
+  const p = plan(`${BIG_TREE}; mkdir -p t4/deep/x; head -c 400000 /dev/urandom > t4/deep/x/blob`, 'cp t4/deep/x/blob t4/copy');
+  for (const side of [p.sel.parent, p.sel.snap]) {
+    const inos = side.map((r) => r.ino);
+    expect(new Set(inos).size).toBe(inos.length);
+  }
+  expect(names(p.sel.parent)).toEqual(expect.arrayContaining(['blob', 'deep', 'x']));
+  expect(p.selected.equals(p.whole)).toBe(true);
+  expect(p.selected.length).toBeLessThan(100000); // cloned, not written
+  expectReceived(p);
+});
+
 test('an orphan name never takes the name of a root entry that was left out', () => {
   // The swap in d needs an orphan o<ino>-11-0 for one of the two files: the
   // parent's root already has entries with both candidate names (unchanged, so not kept).
