@@ -43,6 +43,7 @@
  */
 import { FerryError } from '../errors';
 import { InodeRecord, InodeType } from '../model/inode';
+import { mergeJoin } from './select';
 
 export type ChangeOp = '+' | '-' | 'M' | 'R';
 export type ChangeWhat = 'content' | 'mode' | 'owner' | 'xattr' | 'mtime';
@@ -166,29 +167,6 @@ class Side {
 
   reachable(r: InodeRecord): boolean {
     return r === this.root || r.links.length > 0;
-  }
-}
-
-/** A pair of records under one inode number, as a merge-join yields them. */
-type Pair = [InodeRecord | undefined, InodeRecord | undefined];
-
-function* mergeJoin(a: Iterable<InodeRecord>, b: Iterable<InodeRecord>): Generator<Pair> {
-  const ia = a[Symbol.iterator]();
-  const ib = b[Symbol.iterator]();
-  let x = ia.next();
-  let y = ib.next();
-  while (!x.done || !y.done) {
-    if (!x.done && (y.done || x.value.ino < y.value.ino)) {
-      yield [x.value, undefined];
-      x = ia.next();
-    } else if (!y.done && (x.done || y.value.ino < x.value.ino)) {
-      yield [undefined, y.value];
-      y = ib.next();
-    } else {
-      yield [x.value, y.value];
-      x = ia.next();
-      y = ib.next();
-    }
   }
 }
 

@@ -501,11 +501,11 @@ export function* generations(entries: Iterable<WalkEntry>, opts: GenerationOptio
       }
       stats.inodes++;
       if (rec.generation === transid) stats.changed++;
-      stats.readBytes = BigInt(counter.read);
-      stats.sharedBytes = BigInt(counter.shared);
       yield rec;
     }
   } finally {
+    stats.readBytes = BigInt(counter.read);
+    stats.sharedBytes = BigInt(counter.shared);
     it?.return?.();
   }
 }

@@ -51,9 +51,10 @@ export interface SelectOptions {
 }
 
 /** A pair of records under one inode number, as a merge-join yields them. */
-type Pair = [InodeRecord | undefined, InodeRecord | undefined];
+export type Pair = [InodeRecord | undefined, InodeRecord | undefined];
 
-function* join(a: Iterable<InodeRecord>, b: Iterable<InodeRecord>): Generator<Pair> {
+/** Merge-join two record passes in ino order: one pair per inode number on either side. */
+export function* mergeJoin(a: Iterable<InodeRecord>, b: Iterable<InodeRecord>): Generator<Pair> {
   const ia = a[Symbol.iterator]();
   const ib = b[Symbol.iterator]();
   let x = ia.next();
@@ -160,7 +161,7 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
   };
 
   // Pass 1: the skeleton, the changed inodes and the blocks the stream wants.
-  for (const [o, r] of join(parent.scan(), snap.scan())) {
+  for (const [o, r] of mergeJoin(parent.scan(), snap.scan())) {
     for (const l of o?.links ?? []) if (l.parent === oldRoot) rootNames.add(l.name.toString('latin1'));
     for (const l of r?.links ?? []) if (l.parent === newRoot) rootNames.add(l.name.toString('latin1'));
     if (o?.type === 'dir' && o.links.length) oldUp.set(o.ino, o.links[0]!.parent);
@@ -201,7 +202,7 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
     if (r && (r.links.length || r.ino === newRoot)) into.snap.push(r);
   };
   const found: bigint[] = [];
-  for (const [o, r] of join(parent.scan(), snap.scan())) {
+  for (const [o, r] of mergeJoin(parent.scan(), snap.scan())) {
     const ino = (o ?? r)!.ino;
     let want = keep.has(ino);
     if (!want) {
@@ -222,7 +223,7 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
 
   // Pass 3: directories above entries pass 2 found, merged in ino order.
   const extra: Selection = { parent: [], snap: [], rootNames: [] };
-  for (const [o, r] of join(parent.scan(), snap.scan())) {
+  for (const [o, r] of mergeJoin(parent.scan(), snap.scan())) {
     if (later.has((o ?? r)!.ino)) take(extra, o, r);
   }
   // A directory pass 3 brings may also be an entry of a changed directory
