@@ -34,6 +34,7 @@ import { splitWrite } from '../stream/encoder';
 import { BlockTable } from './block-table';
 import { blockHash, SubDigester } from './generations';
 import { addWantedBlocks, CLONE_ALIGN, cloneableExtent as cloneable, extentAt, findRootIno, sameInode } from './select';
+import { KeptBytes } from './kept-bytes';
 
 export interface PlanSnapshot {
   uuid: Buffer;
@@ -182,6 +183,8 @@ class Plan {
   private readonly reservedRootNames = new Set<string>();
   private readonly childPaths = new Map<Node, Buffer>();
   private readonly oldPaths = new Map<Node, Buffer | null>();
+  /** Names and paths that outlive the record they came from. */
+  readonly kept = new KeptBytes();
   /** Incremental sends: the parent snapshot's inodes by number, and its root's. */
   parentIndex?: { byIno: Map<bigint, Node>; rootIno: bigint };
 
@@ -214,9 +217,11 @@ class Plan {
       const name = Buffer.from(`o${n.ino}-${gen}-${idx}`);
       const key = name.toString('latin1');
       if (!this.reservedRootNames.has(key) && !this.root.children.has(key)) {
-        this.reservedRootNames.add(key);
-        n.orphan = name;
-        return name;
+        // A full send has one node per ino, so no other node can make this
+        // name: reserving it would only keep a string per inode sent.
+        if (!this.light) this.reservedRootNames.add(key);
+        n.orphan = n.isDir ? this.kept.copy(name) : name;
+        return n.orphan;
       }
     }
   }
@@ -248,7 +253,7 @@ class Plan {
       else {
         const d = idx.byIno.get(l.parent);
         const up = d && d.isDir ? this.oldPath(d, depth + 1) : undefined;
-        if (up) p = Buffer.concat([up, SLASH, l.name]);
+        if (up) p = this.kept.copy(Buffer.concat([up, SLASH, l.name]));
       }
     }
     this.oldPaths.set(n, p);
@@ -264,7 +269,7 @@ class Plan {
       if (!e) throw internal(`inode ${n.ino} has no name in the sent snapshot`);
       const pp = this.childPath(e.parent);
       p = pp.length ? Buffer.concat([pp, SLASH, e.name]) : e.name;
-      if (n.isDir || !this.light) this.childPaths.set(n, p);
+      if (n.isDir || !this.light) this.childPaths.set(n, (p = this.kept.copy(p)));
     }
     return p;
   }
@@ -460,6 +465,14 @@ const CLONE_OVERHEAD = 10 + 4 * 12 + 20 + 2 * 4;
 const WRITE_OVERHEAD = 10 + 4 + 12 + 4;
 
 /** A block the receiver holds: of the parent snapshot (root 0, read-only there) or of the snapshot being received (root 1). */
+/** Moves a node's record and names into kept memory (see KeptBytes). */
+function keepNode(kept: KeptBytes, n: Node): void {
+  if (n.neu) kept.record(n.neu);
+  if (n.old) kept.record(n.old);
+  for (const e of n.cur) e.name = kept.copy(e.name);
+  for (const e of n.tgt) e.name = kept.copy(e.name);
+}
+
 interface CloneLoc {
   node: Node;
   root: 0 | 1;
@@ -494,6 +507,8 @@ class Clones {
     /** Only hashes the stream will need (incremental sends); undefined: every block (full sends). */
     private readonly wanted: BlockTable | undefined,
     private readonly bounds?: CloneBounds,
+    /** Full sends: a source file's node outlives its turn, so its buffers move out of shared slabs. */
+    private readonly kept?: KeptBytes,
   ) {}
 
   add(node: Node, root: 0 | 1, block: number, x: Extent): void {
@@ -505,6 +520,7 @@ class Clones {
       if (node !== this.lastNode) {
         this.lastNode = node;
         this.files++;
+        if (this.kept) keepNode(this.kept, node);
       }
     }
   }
@@ -814,6 +830,7 @@ export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOption
   // every top-level name (orphan names must never take one).
   const rootIno = snap.rootIno ?? findRootIno(scan());
   if (rootIno === undefined) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory');
+  const plan = new Plan(rootIno, opts, true);
   const dirs = new Map<bigint, Node>();
   /** Each directory's first name, until its parent's node exists (end of pass 1). */
   const names: Array<[Node, bigint, Buffer]> = [];
@@ -830,12 +847,11 @@ export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOption
       const n = newLightNode(r.ino, true);
       n.kept = keep(r);
       dirs.set(r.ino, n);
-      names.push([n, r.links[0]!.parent, r.links[0]!.name]);
+      names.push([n, r.links[0]!.parent, plan.kept.copy(r.links[0]!.name)]);
     }
     for (const l of r.links) if (l.parent === rootIno) rootNames.push(l.name.toString('latin1'));
   }
   if (!rootRec) throw new FerryError('DIFF_INDEX_CORRUPT', 'snapshot index has no root directory', { context: { ino: rootIno } });
-  const plan = new Plan(rootIno, opts, true);
   for (const k of rootNames) plan.reserveRootName(k);
   const dirNode = (ino: bigint, of: bigint): Node => {
     const d = ino === rootIno ? plan.root : dirs.get(ino);
@@ -849,7 +865,7 @@ export function* planFull(snap: FullSnapshot, data: DataSource, opts: PlanOption
     data,
     version: opts.version,
     subs: false,
-    clones: opts.clone === false ? undefined : new Clones({ uuid: snap.uuid, ctransid: snap.ctransid }, undefined, undefined, bounds),
+    clones: opts.clone === false ? undefined : new Clones({ uuid: snap.uuid, ctransid: snap.ctransid }, undefined, undefined, bounds, plan.kept),
   };
 
   // Pass 2: the kernel's order, ascending ino; a name whose directory is

@@ -26,6 +26,7 @@
  */
 import { Extent, InodeRecord } from '../model/inode';
 import { BlockTable } from './block-table';
+import { KeptBytes } from './kept-bytes';
 
 export interface IndexScans {
   /** A fresh pass over the records, sorted by ino, each time it is called. */
@@ -196,10 +197,11 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
   // Pass 2: what pass 1 kept, the entries of changed directories, and clone sources.
   const out: Selection = { parent: [], snap: [], rootNames: [...rootNames] };
   const later = new Set<bigint>();
-  /** Keep a pair (each record only where it is reachable from its root). */
+  const kept = new KeptBytes();
+  /** Keep a pair (each record only where it is reachable from its root), its buffers out of shared slabs. */
   const take = (into: Selection, o: InodeRecord | undefined, r: InodeRecord | undefined) => {
-    if (o && (o.links.length || o.ino === oldRoot)) into.parent.push(o);
-    if (r && (r.links.length || r.ino === newRoot)) into.snap.push(r);
+    if (o && (o.links.length || o.ino === oldRoot)) into.parent.push(kept.record(o));
+    if (r && (r.links.length || r.ino === newRoot)) into.snap.push(kept.record(r));
   };
   const found: bigint[] = [];
   for (const [o, r] of mergeJoin(parent.scan(), snap.scan())) {
