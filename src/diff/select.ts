@@ -11,18 +11,21 @@
  *    under the same number, or has a generation above the parent's transid.
  *    Anything else has the same names, metadata and data on both sides (a
  *    generation moves whenever any of them changes);
- *  - a directory that is not changed has the same entries on both sides, so
- *    only changed directories can have names made, moved or removed in them.
+ *  - an unchanged inode is inert even in a changed directory: every name it
+ *    has stays where it is, so no name the plan makes, moves or removes can
+ *    be one of its names (a name that goes away or is taken over belongs to
+ *    a changed inode), and it gets no content or times. Its directory's
+ *    entry map on the receiver lacks it, which nothing reads: occupants the
+ *    plan evicts, and the entries of a directory it removes, are changed.
  *
- * Kept: changed inodes; every inode with a name (on either side) in a
- * changed directory; the parent's files that hold a block the stream wants
- * to clone; and every directory on the way from those to either root.
+ * Kept: changed inodes; the parent's files that hold a block the stream
+ * wants to clone; and every directory on the way from those to either root.
  * Memory: the directory skeleton (inode to parent, both sides) plus the kept
  * records, so a 1% change of a large tree keeps about 1% of its records.
  *
- * Passes: 1. classify and build the skeleton; 2. keep the changed, the
- * entries of changed directories and clone sources; 3. (only when needed)
- * the directories above what pass 2 found.
+ * Passes: 1. classify and build the skeleton; 2. keep the changed and the
+ * clone sources; 3. (only when needed) the directories above the clone
+ * sources pass 2 found.
  */
 import { Extent, InodeRecord } from '../model/inode';
 import { BlockTable } from './block-table';
@@ -208,10 +211,7 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
     const ino = (o ?? r)!.ino;
     let want = keep.has(ino);
     if (!want) {
-      want =
-        (o?.links.some((l) => changedDirs.has(l.parent)) ?? false) ||
-        (r?.links.some((l) => changedDirs.has(l.parent)) ?? false) ||
-        (o !== undefined && wanted.size > 0 && holdsWanted(o, wanted));
+      want = o !== undefined && wanted.size > 0 && holdsWanted(o, wanted);
       if (want) {
         for (const l of o?.links ?? []) if (!keep.has(l.parent)) found.push(l.parent);
         for (const l of r?.links ?? []) if (!keep.has(l.parent)) found.push(l.parent);
