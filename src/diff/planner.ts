@@ -400,14 +400,24 @@ class Plan {
 const keep = (r: InodeRecord): NonNullable<Node['kept']> => ({ generation: r.generation, atimeNs: r.atimeNs, mtimeNs: r.mtimeNs, ctimeNs: r.ctimeNs });
 
 let nextId = 0;
-function newNode(ino: bigint, isDir: boolean): Node {
-  return { id: nextId++, ino, isDir, cur: [], tgt: [], tgtKeys: new Set(), exists: false, children: new Map(), tgtChildren: [], isRoot: false };
+/** A shared empty entry map that refuses to be written (a file's, or a light directory's). */
+class NoChildren extends Map<string, Node> {
+  override set(key: string): this {
+    throw internal(`entry ${key} added to a node that keeps none`);
+  }
 }
-
-/** Shared by every light node: never written (Plan.tracks, and light plans never use target keys or entries). */
-const NO_CHILDREN: Map<string, Node> = new Map();
+/** Shared by every non-directory and every light node: never written (Plan.tracks, and only directories have entries). */
+const NO_CHILDREN: Map<string, Node> = new NoChildren();
 const NO_KEYS: Set<string> = new Set();
-const NO_ENTRIES: Array<[Buffer, Node]> = [];
+const NO_ENTRIES: Array<[Buffer, Node]> = Object.freeze([]) as unknown as Array<[Buffer, Node]>;
+
+function newNode(ino: bigint, isDir: boolean): Node {
+  // Only directories hold entries: a file's node shares the empty ones (an incremental
+  // plan can hold 100k unchanged neighbours of changed files).
+  const children = isDir ? new Map<string, Node>() : NO_CHILDREN;
+  const tgtChildren = isDir ? [] : NO_ENTRIES;
+  return { id: nextId++, ino, isDir, cur: [], tgt: [], tgtKeys: new Set(), exists: false, children, tgtChildren, isRoot: false };
+}
 function newLightNode(ino: bigint, isDir: boolean): Node {
   return { id: nextId++, ino, isDir, cur: [], tgt: [], tgtKeys: NO_KEYS, exists: false, children: NO_CHILDREN, tgtChildren: NO_ENTRIES, isRoot: false };
 }
