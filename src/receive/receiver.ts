@@ -52,6 +52,7 @@ import {
   writeRecord,
 } from './resume-record';
 import { checkStreamPath, showPath } from './safe-path';
+import { InoSet } from './ino-set';
 import { SeedMethod, seedFromParent } from './seed';
 import { Sha256State, StreamHash, digestOfState, resumableSha256, streamSha256 } from './sha256-state';
 import { RiskyStep, StagingTree, joinParts, nsToTimespec } from './staging-tree';
@@ -246,8 +247,8 @@ function toFixup(s: RiskyStep): Fixup {
 }
 
 /** Inode numbers of every regular file under `root` (the farm's shared set, rebuilt on resume). */
-function fileInodes(root: string): Set<bigint> {
-  const out = new Set<bigint>();
+function fileInodes(root: string): InoSet {
+  const out = new InoSet();
   const stack: Buffer[] = [Buffer.from(root)];
   const slash = Buffer.from('/');
   while (stack.length) {
@@ -521,7 +522,7 @@ export class Receiver {
       const scratch = path.join(partialDir, SCRATCH_DIR);
       if (this.opts.keepPartial) fs.mkdirSync(scratch, { mode: 0o700 });
       let method: CatalogEntry['method'] = 'full';
-      let shared = new Set<bigint>();
+      let shared = new InoSet();
       if (parent) {
         const r = seedFromParent(this.sys, Buffer.from(path.join(this.opts.target, parent.name)), Buffer.from(treeDir), this.opts.seed ?? 'auto');
         method = r.method;
@@ -647,7 +648,7 @@ export class Receiver {
     const scratch = path.join(partialDir, SCRATCH_DIR);
     fs.rmSync(scratch, { recursive: true, force: true });
     fs.mkdirSync(scratch, { mode: 0o700 });
-    const shared = r.method === 'farm' && parent ? fileInodes(path.join(this.opts.target, parent.name)) : new Set<bigint>();
+    const shared = r.method === 'farm' && parent ? fileInodes(path.join(this.opts.target, parent.name)) : new InoSet();
     const holder: { a?: Active } = {};
     const tree = new StagingTree(treeDir, this.sys, shared, { scratch, onStep: (s) => holder.a && this.onStep(holder.a, s) });
     this.applyFixups(tree, r.fixups);

@@ -14,11 +14,13 @@
  */
 import * as fs from 'node:fs';
 import { Sys } from '../sys/linux';
+import { InoSet } from './ino-set';
 import { copyFilePrivate, copyXattrs, nsToTimespec as ts } from './staging-tree';
 
 export type SeedMethod = 'reflink' | 'farm' | 'copy';
 
 const SLASH = Buffer.from('/');
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
 
 /** Whether FICLONE works from `srcDir`'s filesystem into `dstDir`. */
@@ -56,7 +58,7 @@ function firstFile(root: Buffer): Buffer | undefined {
 
 export interface SeedResult {
   method: SeedMethod;
-  shared: Set<bigint>;
+  shared: InoSet;
   entries: number;
 }
 
@@ -67,11 +69,16 @@ export interface SeedResult {
 export function seedFromParent(sys: Sys, src: Buffer, dst: Buffer, method: SeedMethod | 'auto'): SeedResult {
   let m: SeedMethod = method === 'auto' ? (probeReflink(sys, firstFile(src), dst) ? 'reflink' : 'farm') : method;
   if (m === 'reflink' && method !== 'auto' && !probeReflink(sys, firstFile(src), dst)) m = 'copy';
-  const shared = new Set<bigint>();
+  const shared = new InoSet();
   /** parent inode → staging path of its private copy, for in-snapshot link groups. */
   const groups = new Map<bigint, Buffer>();
-  /** parent inode → staging path where it is still farm-linked. */
-  const farmed = new Map<bigint, Buffer>();
+  /**
+   * parent inode → staging path (latin1) where it is still farm-linked. Every
+   * file of the parent is here until the walk ends, so paths are strings: a
+   * million small Buffers would each pin one of Node's shared 8 KiB slabs.
+   */
+  const farmed = new Map<number | bigint, string>();
+  const key = (ino: bigint) => (ino <= MAX_SAFE ? Number(ino) : ino);
   let entries = 0;
 
   const meta = (from: Buffer, to: Buffer, st: fs.BigIntStats, isLink: boolean) => {
@@ -99,8 +106,9 @@ export function seedFromParent(sys: Sys, src: Buffer, dst: Buffer, method: SeedM
             fs.linkSync(grouped, d);
             continue;
           }
-          const firstPath = farmed.get(st.ino);
-          if (firstPath) {
+          const first = farmed.get(key(st.ino));
+          if (first !== undefined) {
+            const firstPath = Buffer.from(first, 'latin1');
             // Second name of a parent inode: this snapshot needs its own
             // inode for the group. Copy once, link every name to the copy.
             const tmp = join(ddir, Buffer.from(`.ferry-seed-${process.pid}`));
@@ -112,13 +120,13 @@ export function seedFromParent(sys: Sys, src: Buffer, dst: Buffer, method: SeedM
             fs.renameSync(tmp, firstPath);
             sys.lutimens(firstDir, ts(fst.atimeNs), ts(fst.mtimeNs));
             fs.linkSync(firstPath, d);
-            farmed.delete(st.ino);
+            farmed.delete(key(st.ino));
             shared.delete(st.ino);
             groups.set(st.ino, firstPath);
             continue;
           }
           fs.linkSync(s, d);
-          farmed.set(st.ino, d);
+          farmed.set(key(st.ino), d.toString('latin1'));
           shared.add(st.ino);
         } else {
           const grouped = groups.get(st.ino);

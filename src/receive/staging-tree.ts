@@ -26,6 +26,7 @@ import { FerryError } from '../errors';
 import { Timespec } from '../model/command';
 import { faultPoint } from '../model/fault';
 import { Sys } from '../sys/linux';
+import { InoSet } from './ino-set';
 import { showPath } from './safe-path';
 
 const { O_WRONLY, O_RDONLY, O_NOFOLLOW, O_CREAT, O_EXCL, O_RDWR } = fs.constants;
@@ -64,7 +65,7 @@ export class StagingTree {
   readonly root: Buffer;
   private readonly okDirs = new Set<string>();
   /** Inode numbers shared with the parent snapshot (hard-link farm). */
-  readonly shared: Set<bigint>;
+  readonly shared: InoSet;
   private writeFd: { key: string; fd: number } | undefined;
   private cowCounter = 0;
   private readonly scratch?: Buffer;
@@ -73,7 +74,7 @@ export class StagingTree {
   constructor(
     root: string | Buffer,
     readonly sys: Sys,
-    shared: Set<bigint> = new Set(),
+    shared: InoSet = new InoSet(),
     opts: StagingTreeOptions = {},
   ) {
     this.root = Buffer.isBuffer(root) ? root : Buffer.from(root);
