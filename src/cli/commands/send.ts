@@ -34,7 +34,12 @@ export async function runSend(ref: string, o: SendCliOptions): Promise<number> {
     ),
     { objectMode: false },
   );
-  if (o.file) {
+  const into = o.file ? outputKind(o.file) : undefined;
+  if (o.file && into === 'special') {
+    // A device or a pipe (-f /dev/null, a FIFO): write straight into it. The
+    // temp-file-and-rename below would replace the node with a regular file.
+    await pipeline(source, fs.createWriteStream(o.file, { flags: 'w' }));
+  } else if (o.file) {
     const tmp = path.join(path.dirname(o.file), `.${path.basename(o.file)}.part-${process.pid}`);
     try {
       await pipeline(source, fs.createWriteStream(tmp, { flags: 'wx' }));
@@ -51,4 +56,17 @@ export async function runSend(ref: string, o: SendCliOptions): Promise<number> {
   }
   for (const c of result.changed) process.stderr.write(`ferry: warning: ${c}: file changed after the snapshot was taken; sent as read\n`);
   return result.changed.length ? Exit.WARNINGS : Exit.OK;
+}
+
+/** What -f names: nothing or a regular file (written whole, then renamed into place), or a device or pipe. */
+function outputKind(file: string): 'file' | 'special' {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'file';
+    throw e;
+  }
+  if (st.isDirectory()) throw new FerryError('USAGE', `-f ${file} is a directory; give a file name for the stream`);
+  return st.isFile() ? 'file' : 'special';
 }
