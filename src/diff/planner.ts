@@ -33,8 +33,8 @@ import { maxWriteBytes } from '../stream/constants';
 import { splitWrite } from '../stream/encoder';
 import { BlockTable } from './block-table';
 import { blockHash, SubDigester } from './generations';
-import { addWantedBlocks, CLONE_ALIGN, cloneableExtent as cloneable, extentAt, findRootIno, sameInode } from './select';
 import { KeptBytes } from './kept-bytes';
+import { addWantedBlocks, CLONE_ALIGN, cloneableExtent as cloneable, extentAt, findRootIno, sameInode } from './select';
 
 export interface PlanSnapshot {
   uuid: Buffer;
@@ -474,7 +474,6 @@ const CLONE_OVERHEAD = 10 + 4 * 12 + 20 + 2 * 4;
 /** WRITE bytes besides its path and data: header, PATH TLV header, FILE_OFFSET, DATA TLV header. */
 const WRITE_OVERHEAD = 10 + 4 + 12 + 4;
 
-/** A block the receiver holds: of the parent snapshot (root 0, read-only there) or of the snapshot being received (root 1). */
 /** Moves a node's record and names into kept memory (see KeptBytes). */
 function keepNode(kept: KeptBytes, n: Node): void {
   if (n.neu) kept.record(n.neu);
@@ -483,6 +482,7 @@ function keepNode(kept: KeptBytes, n: Node): void {
   for (const e of n.tgt) e.name = kept.copy(e.name);
 }
 
+/** A block the receiver holds: of the parent snapshot (root 0, read-only there) or of the snapshot being received (root 1). */
 interface CloneLoc {
   node: Node;
   root: 0 | 1;
