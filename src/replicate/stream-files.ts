@@ -418,7 +418,10 @@ export class StreamFileDestination implements Destination {
     let wroteStream = false;
     const manifestName = o.manifest ? `${base}.manifest` : undefined;
     try {
-      await pipeline([Readable.from(stream, { objectMode: false }), ...stages, fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 })]);
+      // Opened here, not by the stream: a stream still opening when the source
+      // fails would create the file after the cleanup below removed it.
+      const out = fs.createWriteStream(tmp, { fd: fs.openSync(tmp, 'wx', 0o600) });
+      await pipeline([Readable.from(stream, { objectMode: false }), ...stages, out]);
       const fd = fs.openSync(tmp, 'r');
       try {
         fs.fsyncSync(fd);

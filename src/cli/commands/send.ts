@@ -42,7 +42,9 @@ export async function runSend(ref: string, o: SendCliOptions): Promise<number> {
   } else if (o.file) {
     const tmp = path.join(path.dirname(o.file), `.${path.basename(o.file)}.part-${process.pid}`);
     try {
-      await pipeline(source, fs.createWriteStream(tmp, { flags: 'wx' }));
+      // Opened here, not by the stream: a stream still opening when the send
+      // fails would create the file after the cleanup below removed it.
+      await pipeline(source, fs.createWriteStream(tmp, { fd: fs.openSync(tmp, 'wx', 0o666) }));
       const fd = fs.openSync(tmp, 'r');
       fs.fsyncSync(fd);
       fs.closeSync(fd);

@@ -845,8 +845,11 @@ describe('loop filesystem helper', () => {
     expect(device).toMatch(/^\/dev\/loop/);
     expect(mountedDevice(dir)).toBeUndefined();
     expect(fs.existsSync(path.dirname(dir))).toBe(false);
+    // The device is free of this image; another test running beside this one may already have taken it for its own.
     const backing = spawnSync('losetup', ['--noheadings', '-O', 'BACK-FILE', device!], { encoding: 'utf8' });
-    expect(backing.stdout.trim()).toBe('');
+    expect(backing.stdout).not.toContain(path.dirname(dir));
+    // Nor is any other loop device backed by it.
+    expect(spawnSync('losetup', ['--noheadings', '--list', '-O', 'BACK-FILE'], { encoding: 'utf8' }).stdout).not.toContain(path.dirname(dir));
   });
 
   loopFsTest('tmpfs')('withLoopFs passes a fresh, empty mount', async () => {
