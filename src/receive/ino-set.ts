@@ -28,3 +28,8 @@ export class InoSet {
 }
 
 const MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** An inode number as a map key: a plain number where it is exact, else the bigint. */
+export function inoKey(ino: bigint): number | bigint {
+  return ino <= MAX ? Number(ino) : ino;
+}

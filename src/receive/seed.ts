@@ -14,13 +14,12 @@
  */
 import * as fs from 'node:fs';
 import { Sys } from '../sys/linux';
-import { InoSet } from './ino-set';
+import { InoSet, inoKey as key } from './ino-set';
 import { copyFilePrivate, copyXattrs, nsToTimespec as ts } from './staging-tree';
 
 export type SeedMethod = 'reflink' | 'farm' | 'copy';
 
 const SLASH = Buffer.from('/');
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
 
 /** Whether FICLONE works from `srcDir`'s filesystem into `dstDir`. */
@@ -78,7 +77,6 @@ export function seedFromParent(sys: Sys, src: Buffer, dst: Buffer, method: SeedM
    * million small Buffers would each pin one of Node's shared 8 KiB slabs.
    */
   const farmed = new Map<number | bigint, string>();
-  const key = (ino: bigint) => (ino <= MAX_SAFE ? Number(ino) : ino);
   let entries = 0;
 
   const meta = (from: Buffer, to: Buffer, st: fs.BigIntStats, isLink: boolean) => {
