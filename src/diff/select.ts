@@ -228,8 +228,9 @@ export function selectIncremental(parent: IndexScans, snap: IndexScans, opts: Se
   for (const [o, r] of mergeJoin(parent.scan(), snap.scan())) {
     if (later.has((o ?? r)!.ino)) take(extra, o, r);
   }
-  // A directory pass 3 brings may also be an entry of a changed directory
-  // that pass 2 took already: keep one copy (both are the same record).
+  // Pass 3 brings only inodes pass 2 did not keep, but a number that is a
+  // directory on one side can be a clone-source file pass 2 took on the
+  // other (a reused ino): keep one copy of the pair (both are the same records).
   const merge = (a: InodeRecord[], b: InodeRecord[]) =>
     [...a, ...b].sort((x, y) => (x.ino < y.ino ? -1 : x.ino > y.ino ? 1 : 0)).filter((r, i, all) => i === 0 || all[i - 1].ino !== r.ino);
   return { parent: merge(out.parent, extra.parent), snap: merge(out.snap, extra.snap), rootNames: out.rootNames };
