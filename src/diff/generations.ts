@@ -13,6 +13,10 @@
  *   birth as identity). Unchanged inodes are not read: they keep the
  *   parent's extents and generation, unless their links, xattrs, symlink
  *   target or rdev differ, which bumps the inode generation only.
+ * - The walk may leave an inode's xattrs and symlink target unread when the
+ *   parent had the same ino, birth and ctime (WalkOptions.known). They are
+ *   taken from the parent's record here, after an exact check of those
+ *   fields, and read from the path when it fails.
  * - A changed or new file is read and hashed in fixed BLOCK_SIZE blocks. A
  *   new inode's blocks all get the new transid; a changed file's block keeps
  *   the parent block's generation when offset, length and hash are equal.
@@ -44,7 +48,7 @@ import { createHash, Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { Extent, InodeRecord, Link, SUB_BLOCK_SIZE, SUB_DIGEST_BYTES, SUB_DIGEST_MIN_FILE } from '../model/inode';
 import { FiemapExtent, FIEMAP_EXTENT_DELALLOC, FIEMAP_EXTENT_SHARED, FIEMAP_EXTENT_UNKNOWN, FIEMAP_EXTENT_UNWRITTEN, sys } from '../sys/linux';
-import { WalkEntry } from './walker';
+import { isUnread, readUnread, WalkEntry } from './walker';
 
 export const BLOCK_SIZE = 128 * 1024;
 const HASH_BYTES = 16;
@@ -488,6 +492,13 @@ export function* generations(entries: Iterable<WalkEntry>, opts: GenerationOptio
       const rec = e.rec;
       while (p && p.ino < rec.ino) next();
       const prev = p && p.ino === rec.ino && sameIdentity(p, rec) ? p : undefined;
+      if (isUnread(rec)) {
+        // The walk saw the parent's ino, birth and ctime (a fingerprint): nothing that moves ctime happened.
+        if (prev && prev.ctimeNs === rec.ctimeNs) {
+          rec.xattrs = prev.xattrs;
+          if (rec.type === 'symlink') rec.target = prev.target;
+        } else readUnread(rec, e.path);
+      }
       if (prev && sameKey(prev, rec) && (rec.type !== 'file' || prev.extents)) {
         rec.generation = namesOrMetaDiffer(prev, rec) ? transid : prev.generation;
         if (rec.type === 'file') rec.extents = prev.extents;

@@ -72,6 +72,13 @@ export interface IndexHeader {
   rootIno?: string;
 }
 
+/**
+ * Where a record body keeps the fields of its change identity: ino (u64),
+ * birth (i64) and ctimeNs (i64), each 8 bytes little-endian (see
+ * encodeRecord). Lets a reader take them without decoding the record.
+ */
+export const RECORD_KEY_OFFSETS = { ino: 0, birth: 8, ctimeNs: 59 } as const;
+
 const TYPES: InodeType[] = ['file', 'dir', 'symlink', 'chr', 'blk', 'fifo', 'sock'];
 const NONE = 0xffffffff;
 
@@ -357,6 +364,12 @@ export interface IndexFile {
    * Valid until `close()`; the checksum was verified when the file was opened.
    */
   scan(): Iterable<InodeRecord>;
+  /**
+   * One pass handing `fn` each record's undecoded body in ino order (valid
+   * only during the call; read fields at RECORD_KEY_OFFSETS). Much cheaper
+   * than scan() where only those fields are wanted.
+   */
+  scanBodies(fn: (body: Buffer) => void): void;
   /** Release the file when the records are not read to the end. */
   close(): Promise<void>;
 }
@@ -452,6 +465,24 @@ class IndexCursor {
     return this.take(len);
   }
 
+  /**
+   * Step past the next record, handing `fn` its body (valid only during the
+   * call) without decoding it. False at the end. Lengths and the trailer are
+   * checked; the order is not (the whole-file checksum was).
+   */
+  nextBody(fn: (body: Buffer) => void): boolean {
+    if (this.atEnd()) return false;
+    this.fill(4);
+    const len = this.length();
+    this.fill(4 + len);
+    if (len < RECORD_KEY_OFFSETS.ctimeNs + 8) throw corrupt(this.file, `record too short at byte ${this.consumed}`);
+    fn(this.buf.subarray(this.start + 4, this.start + 4 + len));
+    this.start += 4 + len;
+    this.consumed += 4 + len;
+    this.count++;
+    return true;
+  }
+
   /** The next record and every other complete one in the buffer (refilled first where needed). Undefined at the end. */
   nextBatch(): InodeRecord[] | undefined {
     const first = this.next();
@@ -535,7 +566,11 @@ export async function openIndex(file: string): Promise<IndexFile> {
     const c = cursor();
     for (let r = c.next(); r; r = c.next()) yield r;
   }
-  return { header: head.header, version: head.version, records: records(), batches: batches(), scan, close };
+  const scanBodies = (fn: (body: Buffer) => void): void => {
+    const c = cursor();
+    while (c.nextBody(fn));
+  };
+  return { header: head.header, version: head.version, records: records(), batches: batches(), scan, scanBodies, close };
 }
 
 /** Stream the records of an index (verified before the first one is yielded). */

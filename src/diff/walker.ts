@@ -22,7 +22,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { InodeRecord, InodeType, Link } from '../model/inode';
-import { sys } from '../sys/linux';
+import { STATX_BTIME, STATX_BYTES, STATX_OFFSET, Sys, sys } from '../sys/linux';
+import { KnownInodes } from './known-inodes';
 import { RecordArena, RecordSpool } from './record-spool';
 
 export const FERRY_DIR_NAME = '.ferry';
@@ -55,6 +56,35 @@ export interface WalkOptions {
    * so memory stays bounded whatever the tree's size; removed by dispose().
    */
   spillTo?: string;
+  /**
+   * The parent snapshot's inodes. An inode found there with the same ino,
+   * birth and ctime keeps its xattrs and symlink target unread: the record
+   * is marked (isUnread) and generations() takes them from the parent's
+   * record, or reads them if that does not match after all. Only for walks
+   * whose records go through generations() before anything reads xattrs.
+   */
+  known?: KnownInodes;
+  /** The syscalls to use (tests compare the native walk with the fallback's). */
+  sys?: Sys;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Mark a record's xattrs and symlink target as not read (an xattr's name is never empty, so the marker cannot be real). */
+export function markUnread(rec: InodeRecord): void {
+  rec.xattrs = [[EMPTY, EMPTY]];
+  if (rec.type === 'symlink') rec.target = EMPTY;
+}
+
+/** True when the walk left the record's xattrs and symlink target unread (WalkOptions.known). */
+export function isUnread(rec: InodeRecord): boolean {
+  return rec.xattrs.length === 1 && rec.xattrs[0][0].length === 0;
+}
+
+/** Read what the walk left unread, from the inode's path. */
+export function readUnread(rec: InodeRecord, p: Buffer): void {
+  rec.xattrs = readXattrs(p);
+  if (rec.type === 'symlink') rec.target = fs.readlinkSync(p, { encoding: 'buffer' });
 }
 
 /**
@@ -131,8 +161,7 @@ export function typeOf(mode: number): InodeType {
 }
 
 /** Sorted xattrs of a path (never follows a symlink); [] where the fs has none. */
-export function readXattrs(p: Buffer): Array<[Buffer, Buffer]> {
-  const s = sys();
+export function readXattrs(p: Buffer, s: Sys = sys()): Array<[Buffer, Buffer]> {
   let names: Buffer[];
   try {
     names = s.llistxattr(p);
@@ -158,13 +187,37 @@ export function compareLinks(a: Link, b: Link): number {
 
 type Birth = (p: Buffer, st: fs.BigIntStats, type: InodeType) => bigint;
 
+interface BirthSource {
+  /** The filesystem reports birth times (statx btime): statx walks read them from stx_btime. */
+  btime: boolean;
+  /** For lstat walks. */
+  of: Birth;
+}
+
+/** An inode's generation through an fd (files and dirs), else 0: the birth where there is no birth time. */
+function generationBirth(s: Sys, p: Buffer, type: InodeType): bigint {
+  if (type !== 'file' && type !== 'dir') return 0n;
+  let fd: number;
+  try {
+    fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch {
+    return 0n;
+  }
+  try {
+    return s.inodeGeneration(fd) ?? 0n;
+  } catch {
+    return 0n;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * How to learn an inode's birth: lstat's birthtime when it is the real
  * statx btime (checked once against sys().btimeNs), else sys().btimeNs per
  * path, else the inode generation through an fd (files and dirs), else 0.
  */
-function birthSource(root: Buffer, rootSt: fs.BigIntStats): Birth {
-  const s = sys();
+function birthSource(s: Sys, root: Buffer, rootSt: fs.BigIntStats): BirthSource {
   let bt: bigint | undefined;
   try {
     bt = s.btimeNs(root);
@@ -172,31 +225,19 @@ function birthSource(root: Buffer, rootSt: fs.BigIntStats): Birth {
     bt = undefined;
   }
   if (bt !== undefined && bt !== 0n) {
-    if (rootSt.birthtimeNs === bt) return (_p, st) => st.birthtimeNs;
-    return (p, st) => {
-      try {
-        return s.btimeNs(p) ?? 0n;
-      } catch {
-        return st.birthtimeNs;
-      }
+    if (rootSt.birthtimeNs === bt) return { btime: true, of: (_p, st) => st.birthtimeNs };
+    return {
+      btime: true,
+      of: (p, st) => {
+        try {
+          return s.btimeNs(p) ?? 0n;
+        } catch {
+          return st.birthtimeNs;
+        }
+      },
     };
   }
-  return (p, _st, type) => {
-    if (type !== 'file' && type !== 'dir') return 0n;
-    let fd: number;
-    try {
-      fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-    } catch {
-      return 0n;
-    }
-    try {
-      return s.inodeGeneration(fd) ?? 0n;
-    } catch {
-      return 0n;
-    } finally {
-      fs.closeSync(fd);
-    }
-  };
+  return { btime: false, of: (p, _st, type) => generationBirth(s, p, type) };
 }
 
 function makeRecord(st: fs.BigIntStats, type: InodeType, birth: bigint): InodeRecord {
@@ -329,18 +370,19 @@ class SpooledEntry implements WalkEntry {
  */
 export function walkVolume(root: string, opts: WalkOptions = {}): Walk {
   const warn = opts.onWarning ?? (() => undefined);
-  const withXattrs = opts.xattrs ?? true;
+  const s = opts.sys ?? sys();
   const rootPath = Buffer.from(path.resolve(root));
   const rootSt = fs.lstatSync(rootPath, { bigint: true });
   if (!rootSt.isDirectory()) throw Object.assign(new Error(`not a directory: ${root}`), { code: 'ENOTDIR' });
-  const birthOf = birthSource(rootPath, rootSt);
-  const rootRec = makeRecord(rootSt, 'dir', birthOf(rootPath, rootSt, 'dir'));
-  if (withXattrs) rootRec.xattrs = readXattrs(rootPath);
+  const birth = birthSource(s, rootPath, rootSt);
+  const rootRec = makeRecord(rootSt, 'dir', birth.of(rootPath, rootSt, 'dir'));
+  const withXattrs = opts.xattrs ?? true;
+  if (withXattrs) rootRec.xattrs = readXattrs(rootPath, s);
   const walk = new Walk(rootPath, rootRec.ino, new RecordSpool({ spillTo: opts.spillTo }));
   walk.add(rootRec, '');
   const stopPrefetch = opts.prefetch ? startPrefetch(rootPath) : () => undefined;
   try {
-    walkFrom(walk, rootSt.dev, birthOf, withXattrs, warn);
+    walkFrom(walk, { dev: rootSt.dev, birth, withXattrs, warn, s, known: withXattrs ? opts.known : undefined });
   } catch (e) {
     walk.dispose();
     throw e;
@@ -350,60 +392,171 @@ export function walkVolume(root: string, opts: WalkOptions = {}): Walk {
   return walk;
 }
 
-function walkFrom(walk: Walk, dev: bigint, birthOf: Birth, withXattrs: boolean, warn: (m: string) => void): void {
+interface WalkContext {
+  dev: bigint;
+  birth: BirthSource;
+  withXattrs: boolean;
+  warn: (m: string) => void;
+  s: Sys;
+  known: KnownInodes | undefined;
+}
+
+const NS = 1_000_000_000n;
+const DOT = Buffer.from('.');
+const O_DIR = fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW;
+
+/** A statx timestamp (i64 seconds, u32 nanoseconds) in ns, as Node's BigIntStats gives it. */
+function stxNs(b: Buffer, at: number): bigint {
+  return b.readBigInt64LE(at) * NS + BigInt(b.readUInt32LE(at + 8));
+}
+
+/** glibc's makedev(major, minor): the dev_t Node reports as rdev. */
+function makedev(major: number, minor: number): bigint {
+  const M = BigInt(major >>> 0);
+  const m = BigInt(minor >>> 0);
+  return ((M & 0xfffn) << 8n) | ((M & 0xfffff000n) << 32n) | (m & 0xffn) | ((m & 0xffffff00n) << 12n);
+}
+
+/** The record of a statx result (the same fields makeRecord takes from lstat). */
+function recordOfStatx(b: Buffer, type: InodeType, birth: bigint): InodeRecord {
+  const O = STATX_OFFSET;
+  return {
+    ino: b.readBigUInt64LE(O.ino),
+    birth,
+    type,
+    mode: b.readUInt16LE(O.mode) & 0o7777,
+    uid: b.readUInt32LE(O.uid),
+    gid: b.readUInt32LE(O.gid),
+    size: type === 'file' || type === 'symlink' ? b.readBigUInt64LE(O.size) : 0n,
+    rdev: type === 'chr' || type === 'blk' ? makedev(b.readUInt32LE(O.rdevMajor), b.readUInt32LE(O.rdevMinor)) : 0n,
+    atimeNs: stxNs(b, O.atime),
+    mtimeNs: stxNs(b, O.mtime),
+    ctimeNs: stxNs(b, O.ctime),
+    nlink: b.readUInt32LE(O.nlink),
+    xattrs: [],
+    links: [],
+    generation: 0n,
+  };
+}
+
+const vanished = (e: unknown) => {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+};
+
+/**
+ * The walk proper. Where the native statx binding is there, each directory
+ * is opened once and its entries are stat'ed relative to it (the kernel
+ * does not resolve the whole path again per entry); elsewhere each entry's
+ * path is lstat'ed. Both give the same records.
+ */
+function walkFrom(walk: Walk, c: WalkContext): void {
+  const { warn, s, known, withXattrs } = c;
+  const statxAt = s.statxAt;
+  const stx = Buffer.alloc(STATX_BYTES);
+  let devMajor = 0;
+  let devMinor = 0;
+  if (statxAt) {
+    const fd = fs.openSync(walk.rootPath, O_DIR);
+    try {
+      statxAt(fd, DOT, stx);
+    } finally {
+      fs.closeSync(fd);
+    }
+    devMajor = stx.readUInt32LE(STATX_OFFSET.devMajor);
+    devMinor = stx.readUInt32LE(STATX_OFFSET.devMinor);
+  }
   const stack: DirFrame[] = [{ ino: walk.rootIno, path: walk.rootPath, rel: '', top: true }];
   while (stack.length) {
     const dir = stack.pop()!;
     let dirents: fs.Dirent<Buffer>[];
+    let dirFd = -1;
     try {
+      if (statxAt) dirFd = fs.openSync(dir.path, O_DIR);
       dirents = fs.readdirSync(dir.path, { withFileTypes: true, encoding: 'buffer' });
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') {
+      if (dirFd >= 0) fs.closeSync(dirFd);
+      if (vanished(e) || (e as NodeJS.ErrnoException).code === 'ELOOP') {
         warn(`directory vanished during the walk: ${dir.path.toString()}`);
         continue;
       }
       throw e;
     }
-    for (const d of dirents) {
-      const name = d.name as Buffer;
-      if (dir.top && name.equals(FERRY_NAME)) continue;
-      const p = Buffer.concat([dir.path, SLASH, name]);
-      let st: fs.BigIntStats;
-      try {
-        st = fs.lstatSync(p, { bigint: true });
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-          warn(`file vanished during the walk: ${p.toString()}`);
+    try {
+      for (const d of dirents) {
+        const name = d.name as Buffer;
+        if (dir.top && name.equals(FERRY_NAME)) continue;
+        let p: Buffer | undefined;
+        const pathOf = () => (p ??= Buffer.concat([dir.path, SLASH, name]));
+        let st: fs.BigIntStats | undefined;
+        let type: InodeType;
+        let ino: bigint;
+        let nlink: number;
+        try {
+          if (dirFd >= 0) {
+            statxAt!(dirFd, name, stx);
+            if (stx.readUInt32LE(STATX_OFFSET.devMajor) !== devMajor || stx.readUInt32LE(STATX_OFFSET.devMinor) !== devMinor) {
+              warn(`skipped a mount point (another filesystem): ${pathOf().toString()}`);
+              continue;
+            }
+            type = typeOf(stx.readUInt16LE(STATX_OFFSET.mode));
+            ino = stx.readBigUInt64LE(STATX_OFFSET.ino);
+            nlink = stx.readUInt32LE(STATX_OFFSET.nlink);
+          } else {
+            st = fs.lstatSync(pathOf(), { bigint: true });
+            if (st.dev !== c.dev) {
+              warn(`skipped a mount point (another filesystem): ${pathOf().toString()}`);
+              continue;
+            }
+            type = typeOf(Number(st.mode));
+            ino = st.ino;
+            nlink = Number(st.nlink);
+          }
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+            warn(`file vanished during the walk: ${pathOf().toString()}`);
+            continue;
+          }
+          throw e;
+        }
+        const link: Link = { parent: dir.ino, name };
+        const multi = type !== 'dir' && nlink > 1;
+        if (multi && walk.moreNames.has(ino)) {
+          const more = walk.moreNames.get(ino);
+          if (more) more.push(link);
+          else walk.moreNames.set(ino, [link]);
           continue;
         }
-        throw e;
+        let rec: InodeRecord;
+        if (st) rec = makeRecord(st, type, c.birth.of(pathOf(), st, type));
+        else {
+          const mask = stx.readUInt32LE(STATX_OFFSET.mask);
+          const birth = !c.birth.btime ? generationBirth(s, pathOf(), type) : mask & STATX_BTIME ? stxNs(stx, STATX_OFFSET.btime) : 0n;
+          rec = recordOfStatx(stx, type, birth);
+        }
+        rec.links.push(link);
+        if (withXattrs && known?.has(rec.ino, rec.birth, rec.ctimeNs)) markUnread(rec);
+        else {
+          try {
+            if (withXattrs) rec.xattrs = readXattrs(pathOf(), s);
+            if (type === 'symlink') rec.target = fs.readlinkSync(pathOf(), { encoding: 'buffer' });
+          } catch (e) {
+            if (!vanished(e)) throw e;
+            warn(`file vanished during the walk: ${pathOf().toString()}`);
+            continue;
+          }
+        }
+        if (type === 'dir') {
+          const rel = dir.rel ? `${dir.rel}/${name.toString('latin1')}` : name.toString('latin1');
+          walk.add(rec, rel);
+          stack.push({ ino: rec.ino, path: pathOf(), rel, top: false });
+        } else {
+          walk.add(rec);
+          if (multi) walk.moreNames.set(rec.ino, null);
+        }
       }
-      if (st.dev !== dev) {
-        warn(`skipped a mount point (another filesystem): ${p.toString()}`);
-        continue;
-      }
-      const link: Link = { parent: dir.ino, name };
-      const type = typeOf(Number(st.mode));
-      const multi = type !== 'dir' && st.nlink > 1n;
-      if (multi && walk.moreNames.has(st.ino)) {
-        const more = walk.moreNames.get(st.ino);
-        if (more) more.push(link);
-        else walk.moreNames.set(st.ino, [link]);
-        continue;
-      }
-      const rec = makeRecord(st, type, birthOf(p, st, type));
-      rec.links.push(link);
-      if (withXattrs) rec.xattrs = readXattrs(p);
-      if (type === 'symlink') rec.target = fs.readlinkSync(p, { encoding: 'buffer' });
-      if (type === 'dir') {
-        const rel = dir.rel ? `${dir.rel}/${name.toString('latin1')}` : name.toString('latin1');
-        walk.add(rec, rel);
-        stack.push({ ino: st.ino, path: p, rel, top: false });
-      } else {
-        walk.add(rec);
-        if (multi) walk.moreNames.set(st.ino, null);
-      }
+    } finally {
+      if (dirFd >= 0) fs.closeSync(dirFd);
     }
   }
 }

@@ -76,6 +76,15 @@ export interface Sys {
   setFlags(fd: number, flags: number): boolean;
   /** statx(AT_SYMLINK_NOFOLLOW, STATX_BTIME|STATX_BASIC_STATS): birth time in ns if the fs reports it, else undefined */
   btimeNs(path: PathLike): bigint | undefined;
+  /**
+   * statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS
+   * | STATX_BTIME) into `out` (at least STATX_BYTES: the kernel's struct statx,
+   * fields at STATX_OFFSET). An entry is stat'ed relative to its open
+   * directory, without the kernel resolving the whole path again. Throws an
+   * errno error (ENOENT, ...). Absent in the fallback and where libc lacks
+   * statx: callers lstat the path instead.
+   */
+  statxAt?: (dirfd: number, name: Buffer, out: Buffer) => void;
   /** FS_IOC_GETVERSION (inode generation, ext4/XFS support it); undefined when unsupported */
   inodeGeneration(fd: number): bigint | undefined;
   syncfs(fd: number): void;
@@ -128,12 +137,31 @@ export const FALLOC_FL_PUNCH_HOLE = 0x2;
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
+const AT_NO_AUTOMOUNT = 0x800;
 const RENAME_NOREPLACE = 1;
 const RENAME_EXCHANGE = 2;
 const STATX_BASIC_STATS = 0x7ff;
-const STATX_BTIME = 0x800;
-const STATX_BYTES = 256;
-const STX_BTIME_OFFSET = 80; // struct statx_timestamp { __s64 tv_sec; __u32 tv_nsec; __s32 __reserved; }
+export const STATX_BTIME = 0x800;
+/** Size of the kernel's struct statx. */
+export const STATX_BYTES = 256;
+/** Byte offsets in struct statx (linux/stat.h); a timestamp is i64 seconds then u32 nanoseconds. */
+export const STATX_OFFSET = {
+  mask: 0,
+  nlink: 16,
+  uid: 20,
+  gid: 24,
+  mode: 28,
+  ino: 32,
+  size: 40,
+  atime: 64,
+  btime: 80,
+  ctime: 96,
+  mtime: 112,
+  rdevMajor: 128,
+  rdevMinor: 132,
+  devMajor: 136,
+  devMinor: 140,
+} as const;
 const XATTR_FIRST_TRY = 4096; // most values and lists fit; the kernel zeroes `size` bytes per call
 const PATH_SCRATCH = 4096 + 1; // PATH_MAX + NUL; longer paths get their own buffer
 const NAME_SCRATCH = 255 + 1; // XATTR_NAME_MAX + NUL
@@ -530,10 +558,22 @@ function createNativeSys(c: Libc): Sys {
         throw sysError(r, 'statx', path);
       }
       if ((statxBuf.readUInt32LE(0) & STATX_BTIME) === 0) return undefined;
-      const sec = statxBuf.readBigInt64LE(STX_BTIME_OFFSET);
-      const nsec = statxBuf.readUInt32LE(STX_BTIME_OFFSET + 8);
+      const sec = statxBuf.readBigInt64LE(STATX_OFFSET.btime);
+      const nsec = statxBuf.readUInt32LE(STATX_OFFSET.btime + 8);
       return sec * 1_000_000_000n + BigInt(nsec);
     },
+
+    statxAt: c.statx
+      ? (dirfd, name, out) => {
+          const n = cstr(name, nameBuf, 'name');
+          for (;;) {
+            // Called once per walked entry: no closure per call, unlike call().
+            if (c.statx!(dirfd, n, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS | STATX_BTIME, out) === 0) return;
+            const e = c.errno();
+            if (e !== E.EINTR) throw sysError(-e, 'statx', name);
+          }
+        }
+      : undefined,
 
     inodeGeneration(fd) {
       word.fill(0);

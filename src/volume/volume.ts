@@ -46,7 +46,8 @@ import { faultPoint } from '../model/fault';
 import { InodeRecord } from '../model/inode';
 import { generations, GenerationStats, newGenerationStats, SUB_KEY_BYTES } from '../diff/generations';
 import { IndexFile, openIndex, writeIndex } from '../diff/index-file';
-import { FERRY_DIR_NAME, WalkEntry, walkVolume } from '../diff/walker';
+import { KnownInodes } from '../diff/known-inodes';
+import { FERRY_DIR_NAME, Walk, WalkEntry, walkVolume } from '../diff/walker';
 import { sys } from '../sys/linux';
 import { fsyncDir, writeFileAtomic } from './atomic';
 import { Lock } from './lock';
@@ -455,36 +456,45 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
       uuid = id.uuid;
       transid = id.ctransid;
     }
-    const walk = walkVolume(method === 'btrfs' ? frozen : vol.dir, {
-      prefetch: true,
-      spillTo: path.join(tmp, 'walk.spool'),
-      onWarning: method === 'btrfs' ? (m) => isNestedSubvolumeStub(m) || warn(m) : warn,
-    });
-    const g = newGenerationStats();
-    const tally = new Tally();
     // Parent: the newest snapshot whose index is intact.
     const snaps = listSnapshots(vol);
     let parent: SnapshotInfo | undefined;
+    let parentIndex: IndexFile | undefined;
+    let subKey: Buffer | undefined;
+    for (let i = snaps.length - 1; i >= 0 && !parent; i--) {
+      try {
+        parentIndex = await openIndex(snaps[i].indexPath);
+        parent = snaps[i];
+        // Sub-block digests compare only under one key: inherit the parent's.
+        const k = parentIndex.header.subKey ? Buffer.from(parentIndex.header.subKey, 'hex') : undefined;
+        if (k?.length === SUB_KEY_BYTES) subKey = k;
+      } catch (e) {
+        if (!(e instanceof FerryError)) throw e;
+        warn(`ignored snapshot ${snaps[i].meta.name} as a parent: ${e.message}`);
+      }
+    }
+    let walk: Walk;
+    try {
+      walk = walkVolume(method === 'btrfs' ? frozen : vol.dir, {
+        prefetch: true,
+        spillTo: path.join(tmp, 'walk.spool'),
+        onWarning: method === 'btrfs' ? (m) => isNestedSubvolumeStub(m) || warn(m) : warn,
+        // Unchanged inodes keep the parent's xattrs unread. Not on reflink
+        // volumes: their copier applies each record's xattrs before
+        // generations() sees it.
+        known: parentIndex && method !== 'reflink' ? KnownInodes.fromIndex(parentIndex) : undefined,
+      });
+    } catch (e) {
+      await parentIndex?.close();
+      throw e;
+    }
+    const g = newGenerationStats();
+    const tally = new Tally();
     try {
       faultPoint('snapshot:after-walk');
       // Reflink: directories now, each other inode cloned just before its generation is assigned.
       const copier = method === 'reflink' ? new ReflinkCopier(treeDir, warn) : undefined;
       copier?.mkdirs(walk.dirs());
-
-      let parentIndex: IndexFile | undefined;
-      let subKey: Buffer | undefined;
-      for (let i = snaps.length - 1; i >= 0 && !parent; i--) {
-        try {
-          parentIndex = await openIndex(snaps[i].indexPath);
-          parent = snaps[i];
-          // Sub-block digests compare only under one key: inherit the parent's.
-          const k = parentIndex.header.subKey ? Buffer.from(parentIndex.header.subKey, 'hex') : undefined;
-          if (k?.length === SUB_KEY_BYTES) subKey = k;
-        } catch (e) {
-          if (!(e instanceof FerryError)) throw e;
-          warn(`ignored snapshot ${snaps[i].meta.name} as a parent: ${e.message}`);
-        }
-      }
 
       const treeB = Buffer.from(path.resolve(frozen));
       subKey ??= randomBytes(SUB_KEY_BYTES);
@@ -525,6 +535,7 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
       copier?.finishDirs(walk.dirs(true));
     } finally {
       walk.dispose();
+      await parentIndex?.close();
     }
     faultPoint('snapshot:after-index');
     // After a rollback the live tree descends from the snapshot rolled back to.
