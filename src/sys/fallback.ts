@@ -19,7 +19,9 @@
  *   check-then-rename for directories (a racing creator can be replaced);
  * - exchange cannot be emulated atomically and throws ENOSYS;
  * - clone*, fiemap, getFlags, setFlags, btimeNs and inodeGeneration report
- *   "unsupported" (false / undefined).
+ *   "unsupported" (false / undefined);
+ * - widenPipe leaves the pipe at its size (undefined), and there is no
+ *   statxAt (the walker lstats paths instead).
  *
  * Invariant: every failure is an Error with Node's fields (code, errno,
  * syscall, path, dest), whichever way it was detected.
@@ -666,6 +668,7 @@ export function createFallbackSys(): Sys {
       }
     },
 
+    widenPipe: () => undefined,
     freeBytes: freeBytesByStatfs,
   };
 }

@@ -88,6 +88,14 @@ export interface Sys {
   /** FS_IOC_GETVERSION (inode generation, ext4/XFS support it); undefined when unsupported */
   inodeGeneration(fd: number): bigint | undefined;
   syncfs(fd: number): void;
+  /**
+   * fcntl(F_SETPIPE_SZ): grow the pipe `fd` belongs to (either end) to at
+   * least `bytes`, for fewer, larger transfers between the processes of a
+   * pipeline. Returns the pipe's new capacity, or undefined when `fd` is not
+   * a pipe, the size is over the caller's limit, or there is no binding (the
+   * pipe keeps its size: a portable no-op).
+   */
+  widenPipe(fd: number, bytes: number): number | undefined;
   /** statvfs: free bytes available to unprivileged users (f_bavail * f_frsize) and total */
   freeBytes(path: PathLike): { available: bigint; total: bigint };
 }
@@ -138,6 +146,7 @@ export const FALLOC_FL_PUNCH_HOLE = 0x2;
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_NO_AUTOMOUNT = 0x800;
+const F_SETPIPE_SZ = 1031;
 const RENAME_NOREPLACE = 1;
 const RENAME_EXCHANGE = 2;
 const STATX_BASIC_STATS = 0x7ff;
@@ -197,6 +206,7 @@ interface Libc {
   ioctlPtr(fd: number, request: number, arg: Buffer): number;
   ioctlInt(fd: number, request: number, arg: number): number;
   syncfs(fd: number): number;
+  fcntlInt(fd: number, cmd: number, arg: number): number;
   // Newer glibc symbols: absent ones fall back per function.
   mknod?(path: CStr, mode: number, dev: bigint): number;
   copyFileRange?(fdIn: number, offIn: Buffer, fdOut: number, offOut: Buffer, len: number, flags: number): number;
@@ -252,6 +262,8 @@ function loadLibc(): Libc | undefined {
       ioctlPtr: l.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
       ioctlInt: l.func('ioctl', 'int', ['int', 'unsigned long', 'long']),
       syncfs: l.func('int syncfs(int fd)'),
+      // Variadic too; an int third argument travels like a fixed one (see ioctl).
+      fcntlInt: l.func('fcntl', 'int', ['int', 'int', 'int']),
       mknod: optional('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
       copyFileRange: optional(
         'intptr_t copy_file_range(int fd_in, void *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)',
@@ -586,6 +598,11 @@ function createNativeSys(c: Libc): Sys {
     syncfs(fd) {
       const r = call(() => c.syncfs(fd));
       if (r < 0) throw sysError(r, 'syncfs');
+    },
+
+    widenPipe(fd, bytes) {
+      const r = call(() => c.fcntlInt(fd, F_SETPIPE_SZ, bytes));
+      return r < 0 ? undefined : r;
     },
 
     // Node's statfs gives f_bavail and f_bsize; Linux local filesystems

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Exit, FerryError } from '../../errors';
+import { widenStdPipe } from '../io';
 import { parseSnapshotRef, sendSnapshot, SendResult } from '../../replicate/send';
 import { coalesce } from '../../stream/coalesce';
 
@@ -54,6 +55,7 @@ export async function runSend(ref: string, o: SendCliOptions): Promise<number> {
       throw e;
     }
   } else {
+    widenStdPipe(1);
     await pipeline(source, process.stdout as unknown as Writable, { end: false });
   }
   for (const c of result.changed) process.stderr.write(`ferry: warning: ${c}: file changed after the snapshot was taken; sent as read\n`);

@@ -7,6 +7,7 @@
  */
 import { FerryError } from '../../errors';
 import { serve } from '../../replicate/serve';
+import { widenStdPipe } from '../io';
 
 export async function runServe(o: { restrictTo?: string }): Promise<number> {
   if (process.stdin.isTTY || process.stdout.isTTY) {
@@ -14,6 +15,9 @@ export async function runServe(o: { restrictTo?: string }): Promise<number> {
       hint: 'run `ferry sync DIR host:/path` on the other side instead',
     });
   }
+  // sshd hands a session pipes (or sockets, left as they are).
+  widenStdPipe(0);
+  widenStdPipe(1);
   return serve({
     input: process.stdin,
     output: process.stdout,

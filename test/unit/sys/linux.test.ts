@@ -859,3 +859,37 @@ describe('loop filesystem helper', () => {
     });
   });
 });
+
+describe('widenPipe', () => {
+  /** Run `script` in a child whose stdout is a pipe (made by sh: Node gives children socketpairs); its stderr comes back. */
+  const inChild = (script: string): string => {
+    const r = spawnSync('sh', ['-c', '"$0" -e "$1" | cat >/dev/null', process.execPath, script], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+    if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+    return r.stderr.trim();
+  };
+  const linuxJs = JSON.stringify(path.resolve(__dirname, '../../../dist/src/sys/linux.js'));
+
+  test('grows a pipe to at least the size asked for, natively', () => {
+    if (!native.native) throw new Error('native bindings are required here');
+    const got = inChild(`const {createSys}=require(${linuxJs}); const s=createSys({native:true});
+      process.stderr.write(String(s.widenPipe(1, 1 << 20)) + ' ' + String(s.widenPipe(1, 256 << 20)))`);
+    const [ok, tooBig] = got.split(' ');
+    expect(Number(ok)).toBeGreaterThanOrEqual(1 << 20);
+    // Over /proc/sys/fs/pipe-max-size: root may go beyond it; anyone else is refused, which is not an error.
+    if (!isRoot) expect(tooBig).toBe('undefined');
+  });
+
+  test('leaves what is not a pipe, and the fallback leaves everything', () => {
+    const file = path.join(os.tmpdir(), `ferry-widen-${process.pid}`);
+    const fd = fs.openSync(file, 'w');
+    try {
+      expect(native.widenPipe(fd, 1 << 20)).toBeUndefined();
+      expect(fallback.widenPipe(fd, 1 << 20)).toBeUndefined();
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(file, { force: true });
+    }
+    const got = inChild(`const {createSys}=require(${linuxJs}); process.stderr.write(String(createSys({native:false}).widenPipe(1, 1 << 20)))`);
+    expect(got).toBe('undefined');
+  });
+});
