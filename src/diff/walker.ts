@@ -13,7 +13,12 @@
  * Invariants: one record per inode however many names it has; the root has
  * no links and is the parent of top-level names; output is sorted by ino.
  * Walking is synchronous (readdirSync + lstatSync measured ~4x faster than
- * fs.promises here). Memory: records are held encoded (./record-spool.ts,
+ * fs.promises here). With the native binding each directory is opened once
+ * and its entries are stat'ed relative to it (statx), so the kernel does not
+ * resolve every path from the root again; elsewhere each path is lstat'ed.
+ * Given the parent snapshot's inodes (WalkOptions.known), an inode with the
+ * parent's ino, birth and ctime keeps its xattrs and symlink target unread
+ * until generations() takes them from the parent's record. Memory: records are held encoded (./record-spool.ts,
  * about 130 bytes a file, not over 1 KB of JS objects), in sorted runs that
  * go to a spill file when the caller gives one; directories' records and
  * relative paths stay in memory.
