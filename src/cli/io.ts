@@ -3,7 +3,6 @@
  * backpressure. Owns the mapping of open errors to FerryError.
  */
 import * as fs from 'node:fs';
-import { createReadStream } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { FerryError } from '../errors';
 import { sys } from '../sys/linux';
@@ -14,7 +13,7 @@ export async function openInput(file: string | undefined): Promise<Readable> {
     widenStdPipe(0);
     return process.stdin;
   }
-  const rs = createReadStream(file, { highWaterMark: 1 << 20 });
+  const rs = fs.createReadStream(file, { highWaterMark: 1 << 20 });
   await new Promise<void>((resolve, reject) => {
     rs.once('open', () => resolve());
     rs.once('error', (e: NodeJS.ErrnoException) =>

@@ -27,7 +27,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { InodeRecord, InodeType, Link } from '../model/inode';
-import { STATX_BTIME, STATX_BYTES, STATX_OFFSET, Sys, sys } from '../sys/linux';
+import { STATX_BTIME, STATX_BYTES, STATX_OFFSET, statxTimeNs, Sys, sys } from '../sys/linux';
 import { KnownInodes } from './known-inodes';
 import { RecordArena, RecordSpool } from './record-spool';
 
@@ -406,14 +406,8 @@ interface WalkContext {
   known: KnownInodes | undefined;
 }
 
-const NS = 1_000_000_000n;
 const DOT = Buffer.from('.');
 const O_DIR = fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW;
-
-/** A statx timestamp (i64 seconds, u32 nanoseconds) in ns, as Node's BigIntStats gives it. */
-function stxNs(b: Buffer, at: number): bigint {
-  return b.readBigInt64LE(at) * NS + BigInt(b.readUInt32LE(at + 8));
-}
 
 /** glibc's makedev(major, minor): the dev_t Node reports as rdev. */
 function makedev(major: number, minor: number): bigint {
@@ -434,9 +428,9 @@ function recordOfStatx(b: Buffer, type: InodeType, birth: bigint): InodeRecord {
     gid: b.readUInt32LE(O.gid),
     size: type === 'file' || type === 'symlink' ? b.readBigUInt64LE(O.size) : 0n,
     rdev: type === 'chr' || type === 'blk' ? makedev(b.readUInt32LE(O.rdevMajor), b.readUInt32LE(O.rdevMinor)) : 0n,
-    atimeNs: stxNs(b, O.atime),
-    mtimeNs: stxNs(b, O.mtime),
-    ctimeNs: stxNs(b, O.ctime),
+    atimeNs: statxTimeNs(b, O.atime),
+    mtimeNs: statxTimeNs(b, O.mtime),
+    ctimeNs: statxTimeNs(b, O.ctime),
     nlink: b.readUInt32LE(O.nlink),
     xattrs: [],
     links: [],
@@ -536,7 +530,7 @@ function walkFrom(walk: Walk, c: WalkContext): void {
         if (st) rec = makeRecord(st, type, c.birth.of(pathOf(), st, type));
         else {
           const mask = stx.readUInt32LE(STATX_OFFSET.mask);
-          const birth = !c.birth.btime ? generationBirth(s, pathOf(), type) : mask & STATX_BTIME ? stxNs(stx, STATX_OFFSET.btime) : 0n;
+          const birth = !c.birth.btime ? generationBirth(s, pathOf(), type) : mask & STATX_BTIME ? statxTimeNs(stx, STATX_OFFSET.btime) : 0n;
           rec = recordOfStatx(stx, type, birth);
         }
         rec.links.push(link);

@@ -171,6 +171,10 @@ export const STATX_OFFSET = {
   devMajor: 136,
   devMinor: 140,
 } as const;
+/** The statx timestamp at byte `at` of `b` (i64 seconds, u32 nanoseconds) in ns, as Node's BigIntStats gives times. */
+export function statxTimeNs(b: Buffer, at: number): bigint {
+  return b.readBigInt64LE(at) * 1_000_000_000n + BigInt(b.readUInt32LE(at + 8));
+}
 const XATTR_FIRST_TRY = 4096; // most values and lists fit; the kernel zeroes `size` bytes per call
 const PATH_SCRATCH = 4096 + 1; // PATH_MAX + NUL; longer paths get their own buffer
 const NAME_SCRATCH = 255 + 1; // XATTR_NAME_MAX + NUL
@@ -570,9 +574,7 @@ function createNativeSys(c: Libc): Sys {
         throw sysError(r, 'statx', path);
       }
       if ((statxBuf.readUInt32LE(0) & STATX_BTIME) === 0) return undefined;
-      const sec = statxBuf.readBigInt64LE(STATX_OFFSET.btime);
-      const nsec = statxBuf.readUInt32LE(STATX_OFFSET.btime + 8);
-      return sec * 1_000_000_000n + BigInt(nsec);
+      return statxTimeNs(statxBuf, STATX_OFFSET.btime);
     },
 
     statxAt: c.statx
