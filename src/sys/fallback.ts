@@ -20,6 +20,8 @@
  * - exchange cannot be emulated atomically and throws ENOSYS;
  * - clone*, fiemap, getFlags, setFlags, btimeNs and inodeGeneration report
  *   "unsupported" (false / undefined);
+ * - readahead gives no hint (false): reads then wait for the disk as they
+ *   come;
  * - widenPipe leaves the pipe at its size (undefined), and there is no
  *   statxAt (the walker lstats paths instead).
  *
@@ -669,6 +671,7 @@ export function createFallbackSys(): Sys {
     },
 
     widenPipe: () => undefined,
+    readahead: () => false,
     freeBytes: freeBytesByStatfs,
   };
 }

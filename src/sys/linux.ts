@@ -96,6 +96,14 @@ export interface Sys {
    * pipe keeps its size: a portable no-op).
    */
   widenPipe(fd: number, bytes: number): number | undefined;
+  /**
+   * posix_fadvise(POSIX_FADV_WILLNEED): ask the kernel to start reading
+   * [offset, offset+len) of `fd` into the page cache and return without
+   * waiting for the data, so a later read of it need not wait for the disk.
+   * A hint only: false when it was not given (no binding, or the kernel
+   * refused, as for a pipe), never a throw.
+   */
+  readahead(fd: number, offset: bigint, len: bigint): boolean;
   /** statvfs: free bytes available to unprivileged users (f_bavail * f_frsize) and total */
   freeBytes(path: PathLike): { available: bigint; total: bigint };
 }
@@ -147,6 +155,10 @@ const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_NO_AUTOMOUNT = 0x800;
 const F_SETPIPE_SZ = 1031;
+/** linux/fadvise.h (the same on every architecture Node runs on). */
+const POSIX_FADV_WILLNEED = 3;
+/** Bytes per readahead hint: the smallest readahead window a Linux disk commonly has. */
+const HINT_STEP = 128n * 1024n;
 const RENAME_NOREPLACE = 1;
 const RENAME_EXCHANGE = 2;
 const STATX_BASIC_STATS = 0x7ff;
@@ -211,6 +223,8 @@ interface Libc {
   ioctlInt(fd: number, request: number, arg: number): number;
   syncfs(fd: number): number;
   fcntlInt(fd: number, cmd: number, arg: number): number;
+  /** Returns the error number itself (0 on success), not -1 and errno. */
+  posixFadvise(fd: number, offset: bigint, len: bigint, advice: number): number;
   // Newer glibc symbols: absent ones fall back per function.
   mknod?(path: CStr, mode: number, dev: bigint): number;
   copyFileRange?(fdIn: number, offIn: Buffer, fdOut: number, offOut: Buffer, len: number, flags: number): number;
@@ -268,6 +282,7 @@ function loadLibc(): Libc | undefined {
       syncfs: l.func('int syncfs(int fd)'),
       // Variadic too; an int third argument travels like a fixed one (see ioctl).
       fcntlInt: l.func('fcntl', 'int', ['int', 'int', 'int']),
+      posixFadvise: l.func('int posix_fadvise(int fd, int64_t offset, int64_t len, int advice)'),
       mknod: optional('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
       copyFileRange: optional(
         'intptr_t copy_file_range(int fd_in, void *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)',
@@ -605,6 +620,18 @@ function createNativeSys(c: Libc): Sys {
     widenPipe(fd, bytes) {
       const r = call(() => c.fcntlInt(fd, F_SETPIPE_SZ, bytes));
       return r < 0 ? undefined : r;
+    },
+
+    readahead(fd, offset, len) {
+      // The kernel starts at most one readahead window per call (max of the
+      // device's read_ahead_kb and io size; 128 KiB on many disks), so a
+      // longer range is hinted a window at a time.
+      const end = offset + len;
+      for (let at = offset; at < end; at += HINT_STEP) {
+        const n = end - at < HINT_STEP ? end - at : HINT_STEP;
+        if (c.posixFadvise(fd, at, n, POSIX_FADV_WILLNEED) !== 0) return false;
+      }
+      return true;
     },
 
     // Node's statfs gives f_bavail and f_bsize; Linux local filesystems

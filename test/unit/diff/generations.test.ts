@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { assignGenerations, BLOCK_SIZE, sharedRange, SUB_KEY_BYTES, SubDigester } from '../../../src/diff/generations';
+import { assignGenerations, BLOCK_SIZE, generations, newGenerationStats, sharedRange, SUB_KEY_BYTES, SubDigester } from '../../../src/diff/generations';
 import { walkTree, WalkEntry } from '../../../src/diff/walker';
 import { SUB_BLOCK_SIZE, SUB_DIGEST_BYTES, SUB_DIGEST_MIN_FILE } from '../../../src/model/inode';
 import { FiemapExtent, FIEMAP_EXTENT_SHARED, FIEMAP_EXTENT_UNWRITTEN } from '../../../src/sys/linux';
@@ -119,5 +119,72 @@ describe('sharedRange: the parent copy still holds a range when FIEMAP maps it t
     const ENC = 0x8;
     expect(sharedRange([x(0, 1000 * K, 128 * K, S | ENC)], [x(0, 1000 * K, 128 * K, S | ENC)], 0n, 128n * 1024n)).toBe(true);
     expect(sharedRange([x(64 * K, 1000 * K, 64 * K, S | ENC)], [x(0, 1000 * K, 128 * K, S | ENC)], 64n * 1024n, 128n * 1024n)).toBe(false);
+  });
+});
+
+describe('files about to be read are hinted to the kernel ahead of their turn', () => {
+  const MiB = 1 << 20;
+  /** A generations() run that logs each hint as `rel:bytes`, and how many were given before the first record came out. */
+  const run = (parent: WalkEntry[] | undefined, o: { lookahead?: number; parentCopy?: Buffer } = {}) => {
+    const entries = walkTree(root);
+    const hints: string[] = [];
+    const byPath = new Map(entries.map((e) => [e.path.toString(), e.rel.toString()]));
+    const g = generations(
+      entries,
+      {
+        transid: parent ? 2n : 1n,
+        parent: parent && (() => parent.map((e) => e.rec)),
+        subKey: KEY,
+        prefetch: (p, bytes) => hints.push(`${byPath.get(p.toString())}:${bytes}`),
+        ...o,
+      },
+      newGenerationStats(),
+    );
+    const first = g.next();
+    const beforeFirst = hints.length;
+    const records = first.done ? [] : [first.value, ...g];
+    return { entries, records, hints, beforeFirst };
+  };
+  const sparse = (rel: string, size: number) => {
+    fs.writeFileSync(path.join(root, rel), '');
+    fs.truncateSync(path.join(root, rel), size); // a hole only: cheap to hash
+  };
+  const strip = (rs: { ino: bigint; generation?: bigint; extents?: unknown }[]) => rs.map((r) => [r.ino, r.generation, r.extents]);
+
+  test('new and changed files with data are hinted (the first 4 MiB), before the first record is out; the rest are not', () => {
+    fs.writeFileSync(path.join(root, 'same'), pattern(5000, 1));
+    fs.writeFileSync(path.join(root, 'changed'), pattern(5000, 2));
+    fs.mkdirSync(path.join(root, 'd'));
+    fs.symlinkSync('same', path.join(root, 'd/link'));
+    const one = run(undefined).entries;
+    fs.writeFileSync(path.join(root, 'changed'), pattern(6000, 3));
+    fs.writeFileSync(path.join(root, 'new'), pattern(3000, 4));
+    fs.writeFileSync(path.join(root, 'empty'), '');
+    sparse('big', 6 * MiB);
+    const got = run(one);
+    expect([...got.hints].sort()).toEqual(['big:4194304', 'changed:6000', 'new:3000']);
+    expect(got.beforeFirst).toBe(3);
+    // The same records as without looking ahead.
+    const plain = run(one, { lookahead: 0 });
+    expect(strip(got.records)).toEqual(strip(plain.records));
+    expect(plain.beforeFirst).toBeLessThanOrEqual(1);
+    expect([...plain.hints].sort()).toEqual(got.hints.sort());
+  });
+
+  test('hints ahead stay within 32 MiB not yet read, and every file is hinted in the end', () => {
+    for (let i = 0; i < 12; i++) sparse(`f${String(i).padStart(2, '0')}`, 5 * MiB);
+    const got = run(undefined);
+    expect(got.beforeFirst).toBe(8);
+    expect(got.hints.length).toBe(12);
+    expect(got.hints.every((h) => h.endsWith(':4194304'))).toBe(true);
+  });
+
+  test('a changed file on a reflink volume is not hinted: its blocks still shared with the parent are not read', () => {
+    fs.writeFileSync(path.join(root, 'changed'), pattern(5000, 2));
+    const one = run(undefined).entries;
+    fs.writeFileSync(path.join(root, 'changed'), pattern(6000, 3));
+    fs.writeFileSync(path.join(root, 'new'), pattern(3000, 4));
+    const got = run(one, { parentCopy: Buffer.from(path.join(root, 'no-such-copy')) });
+    expect(got.hints).toEqual(['new:3000']);
   });
 });

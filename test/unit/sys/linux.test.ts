@@ -893,3 +893,57 @@ describe('widenPipe', () => {
     expect(got).toBe('undefined');
   });
 });
+
+describe('readahead', () => {
+  /** Bytes of `file` in the page cache (util-linux fincore). */
+  const resident = (file: string): number => {
+    const r = spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`fincore failed: ${r.stderr}`);
+    return Number(r.stdout.trim());
+  };
+
+  loopFsTest('ext4')('starts reading a file into the page cache, natively', async () => {
+    if (!native.native) throw new Error('native bindings are required here');
+    await withLoopFs('ext4', 64, async (d) => {
+      const file = path.join(d, 'data');
+      fs.writeFileSync(file, randomBytes(8 << 20));
+      // Write back, then drop the file's pages (GNU dd: iflag=nocache with count=0 drops the whole file).
+      spawnSync('sync');
+      const drop = spawnSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0'], { encoding: 'utf8' });
+      if (drop.status !== 0) throw new Error(`dd failed: ${drop.stderr}`);
+      expect(resident(file)).toBeLessThan(1 << 20);
+      const fd = fs.openSync(file, 'r');
+      try {
+        expect(native.readahead(fd, 0n, 8n << 20n)).toBe(true);
+        // The hint returns before the reads finish; they land soon after.
+        for (let i = 0; i < 50 && resident(file) < 8 << 20; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(resident(file)).toBe(8 << 20);
+      } finally {
+        fs.closeSync(fd);
+      }
+    });
+  });
+
+  test('gives no hint for a FIFO, and the fallback gives none at all', () => {
+    const fifo = path.join(os.tmpdir(), `ferry-readahead-fifo-${process.pid}`);
+    const made = spawnSync('mkfifo', [fifo]);
+    if (made.status !== 0) throw new Error('mkfifo failed');
+    // O_RDWR: Linux opens a FIFO without waiting for a peer.
+    const pfd = fs.openSync(fifo, fs.constants.O_RDWR);
+    try {
+      expect(native.readahead(pfd, 0n, 4096n)).toBe(false);
+    } finally {
+      fs.closeSync(pfd);
+      fs.rmSync(fifo, { force: true });
+    }
+    const file = path.join(os.tmpdir(), `ferry-readahead-${process.pid}`);
+    fs.writeFileSync(file, 'x');
+    const fd = fs.openSync(file, 'r');
+    try {
+      expect(fallback.readahead(fd, 0n, 1n)).toBe(false);
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(file, { force: true });
+    }
+  });
+});
