@@ -1,29 +1,42 @@
 /**
- * A set of inode numbers, held as plain numbers where they fit (every ino a
- * real filesystem hands out today). A farm-seeded receive holds one entry
- * per file of the parent snapshot: as bigints, a million of them cost a
- * heap object each on top of the set's own table.
+ * A set of inode numbers: the farm's `shared` set, held for a whole receive.
+ *
+ * Owns: the set API the staging tree and the receiver use (size, has, add,
+ * delete, over bigint inos). Storage is an InoTable (ino-table.ts): typed
+ * arrays for every ino a real filesystem hands out today, a Map<bigint> for
+ * inos above 2^53 - 1. A farm-seeded receive holds one entry per file of the
+ * parent snapshot, about 11 to 23 bytes each instead of a JS Set's entry
+ * plus a heap number.
+ *
+ * Invariant: a set made from a table (seed.ts) owns it; the table's values
+ * are dropped and nothing else may change it.
  */
+import { InoTable } from './ino-table';
+
 export class InoSet {
-  private readonly small = new Set<number>();
-  private readonly big = new Set<bigint>();
+  private readonly table: InoTable;
+
+  /** An empty set, or one taking over `table` (its values are dropped). */
+  constructor(table?: InoTable) {
+    this.table = table ?? new InoTable();
+    this.table.dropValues();
+  }
 
   get size(): number {
-    return this.small.size + this.big.size;
+    return this.table.size;
   }
 
   has(ino: bigint): boolean {
-    return ino <= MAX ? this.small.has(Number(ino)) : this.big.has(ino);
+    return this.table.has(ino);
   }
 
   add(ino: bigint): this {
-    if (ino <= MAX) this.small.add(Number(ino));
-    else this.big.add(ino);
+    this.table.set(ino);
     return this;
   }
 
   delete(ino: bigint): boolean {
-    return ino <= MAX ? this.small.delete(Number(ino)) : this.big.delete(ino);
+    return this.table.delete(ino);
   }
 }
 
