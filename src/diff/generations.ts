@@ -526,6 +526,8 @@ export function* generations(entries: Iterable<WalkEntry>, opts: GenerationOptio
   // reads are under way while this one is hashed.
   const ahead: Step[] = [];
   let head = 0;
+  /** Entries before this one are hinted or need no hint (each entry is looked at once, not once per step). */
+  let nextHint = 0;
   let hintedBytes = 0n;
   const src = entries[Symbol.iterator]();
   let more = true;
@@ -535,9 +537,10 @@ export function* generations(entries: Iterable<WalkEntry>, opts: GenerationOptio
       if (r.done) more = false;
       else ahead.push(decide(r.value));
     }
-    for (let i = head; i < ahead.length && hintedBytes < HINT_BUDGET_BYTES; i++) {
-      const s = ahead[i];
-      if (s.hinted || s.hint === 0n) continue;
+    if (nextHint < head) nextHint = head;
+    for (; nextHint < ahead.length && hintedBytes < HINT_BUDGET_BYTES; nextHint++) {
+      const s = ahead[nextHint];
+      if (s.hint === 0n) continue;
       s.hinted = true;
       hintedBytes += s.hint;
       prefetch(source(s.e).path, s.hint);
@@ -551,6 +554,7 @@ export function* generations(entries: Iterable<WalkEntry>, opts: GenerationOptio
       const step = ahead[head++];
       if (head === ahead.length || head >= 1024) {
         ahead.splice(0, head);
+        nextHint = Math.max(0, nextHint - head);
         head = 0;
       }
       if (step.hinted) hintedBytes -= step.hint;
