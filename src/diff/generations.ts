@@ -408,6 +408,15 @@ export interface GenerationOptions {
    * (default 128; 0: none ahead).
    */
   lookahead?: number;
+  /**
+   * Reflink volumes: freeze each entry (copy it into the snapshot's tree)
+   * once it is merged with the parent and before its content is compared.
+   * `parentCopy` is the parent's frozen copy of a regular file whose change
+   * key equals the parent's (with `parentCopy` set above), which the new
+   * tree may share. A frozen file's record may take the stat of what was
+   * copied.
+   */
+  freeze?: (e: WalkEntry, parentCopy: Buffer | undefined) => void;
   /** The hint for a file about to be read (default: posix_fadvise WILLNEED of its first `bytes`). */
   prefetch?: (path: Buffer, bytes: bigint) => void;
 }
@@ -514,6 +523,11 @@ export function* generations(entries: Iterable<WalkEntry>, opts: GenerationOptio
         rec.xattrs = prev.xattrs;
         if (rec.type === 'symlink') rec.target = prev.target;
       } else readUnread(rec, e.path);
+    }
+    if (opts.freeze) {
+      // An unchanged file's frozen data is the parent's frozen copy of it.
+      const same = prev && rec.type === 'file' && prev.extents && sameKey(prev, rec) ? copyOf(prev) : undefined;
+      opts.freeze(e, same); // may update rec to what was frozen
     }
     const keep = !!prev && sameKey(prev, rec) && (rec.type !== 'file' || !!prev.extents);
     const read = !keep && rec.type === 'file';

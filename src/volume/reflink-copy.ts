@@ -1,8 +1,10 @@
 /**
  * The frozen tree of a `reflink` snapshot: a copy of the walked tree where
- * every regular file is a FICLONE of the live one (no data copied), and
- * directories, symlinks, hard links and special files are recreated with
- * their owner, mode, xattrs and times.
+ * every regular file is a FICLONE of the live one (no data copied), or a hard
+ * link to the parent snapshot's frozen inode when the file is unchanged since
+ * the parent (same change key, and the parent's copy still matches its
+ * record), and directories, symlinks, hard links and special files are
+ * recreated with their owner, mode, xattrs and times.
  *
  * Owns: building the copy from walk entries, making its root immutable, and
  * clearing that again so a snapshot can be removed.
@@ -13,9 +15,12 @@
  *
  * Invariant: the copy's paths equal the live tree's paths at snapshot time,
  * so a sender finds an inode's data by the path its links spell; inode
- * numbers in the copy are NOT the index's inode numbers. Each file's record
- * takes the live file's stat as it was when cloned (re-cloned while the file
- * changes under us), so index and copy agree.
+ * numbers in the copy are NOT the index's inode numbers. Each cloned file's
+ * record takes the live file's stat as it was when cloned (re-cloned while
+ * the file changes under us), so index and copy agree; a shared file's record
+ * is the walk's, equal to the parent's by the change key. A shared inode is
+ * never written: its metadata is left as the parent froze it (atime
+ * included), so no snapshot changes another.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -101,6 +106,24 @@ function cloneInto(src: Buffer, dst: Buffer, rec: InodeRecord, warn: (m: string)
 }
 
 /**
+ * Link the parent snapshot's frozen copy `from` at `to`, if it still is what
+ * the record says (a regular file of the same size, mode, owner and mtime).
+ * False, with nothing created, when it is not or the link fails (gone, link
+ * count limit, another filesystem): the caller clones instead.
+ */
+function linkFrozen(from: Buffer, to: Buffer, rec: InodeRecord): boolean {
+  try {
+    const st = fs.lstatSync(from, { bigint: true });
+    if (!st.isFile() || st.size !== rec.size || st.mtimeNs !== rec.mtimeNs) return false;
+    if (Number(st.mode & 0o7777n) !== rec.mode || Number(st.uid) !== rec.uid || Number(st.gid) !== rec.gid) return false;
+    fs.linkSync(from, to);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Builds a frozen copy under `dest` (which must not exist) in three steps,
  * so a caller can stream entries through it: `mkdirs` (directories, parents
  * first), `add` for every other inode (a file record takes the stat of what
@@ -139,11 +162,23 @@ export class ReflinkCopier {
     }
   }
 
-  /** Copy one inode (directories are skipped: see mkdirs and finishDirs). */
-  add(e: WalkEntry): void {
+  /**
+   * Copy one inode (directories are skipped: see mkdirs and finishDirs).
+   * `parentCopy`: a regular file's frozen copy in the parent snapshot, with
+   * the same change key as `e`. The new tree links that inode instead of
+   * cloning the live file, when its type, size, mode, owner and mtime still
+   * agree with the record; otherwise it clones as usual.
+   */
+  add(e: WalkEntry, parentCopy?: Buffer): void {
     const rec = e.rec;
     if (rec.type === 'dir') return;
     const p = this.at(e);
+    if (rec.type === 'file' && parentCopy && linkFrozen(parentCopy, p, rec)) {
+      // Shared with the parent's tree: its metadata is the parent's (equal by
+      // the change key), and is not touched, so the parent stays as it was.
+      this.linkOthers(p, rec);
+      return;
+    }
     try {
       switch (rec.type) {
         case 'file':
@@ -164,6 +199,11 @@ export class ReflinkCopier {
       } else throw err;
     }
     applyMeta(p, rec);
+    this.linkOthers(p, rec);
+  }
+
+  /** The record's other names, as links to its first (`p`). */
+  private linkOthers(p: Buffer, rec: InodeRecord): void {
     for (const l of rec.links) {
       const lp = Buffer.concat([this.dirPath.get(l.parent)!, SLASH, l.name]);
       if (!lp.equals(p)) fs.linkSync(p, lp);

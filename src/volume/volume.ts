@@ -47,7 +47,7 @@ import { InodeRecord } from '../model/inode';
 import { generations, GenerationStats, newGenerationStats, SUB_KEY_BYTES } from '../diff/generations';
 import { IndexFile, openIndex, writeIndex } from '../diff/index-file';
 import { KnownInodes } from '../diff/known-inodes';
-import { FERRY_DIR_NAME, Walk, WalkEntry, walkVolume } from '../diff/walker';
+import { FERRY_DIR_NAME, Walk, walkVolume } from '../diff/walker';
 import { sys } from '../sys/linux';
 import { fsyncDir, writeFileAtomic } from './atomic';
 import { Lock } from './lock';
@@ -492,21 +492,17 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
     const tally = new Tally();
     try {
       faultPoint('snapshot:after-walk');
-      // Reflink: directories now, each other inode cloned just before its generation is assigned.
+      // Reflink: directories now; each other inode frozen (cloned, or linked to the
+      // parent's copy when unchanged) as generations() merges it with the parent.
       const copier = method === 'reflink' ? new ReflinkCopier(treeDir, warn) : undefined;
       copier?.mkdirs(walk.dirs());
 
       const treeB = Buffer.from(path.resolve(frozen));
       subKey ??= randomBytes(SUB_KEY_BYTES);
-      const walked = function* (): Generator<WalkEntry> {
-        for (const e of walk.entries()) {
-          copier?.add(e);
-          yield e;
-        }
-      };
       const records = generations(
-        walked(),
+        walk.entries(),
         {
+          freeze: copier && ((e, parentCopy) => copier.add(e, parentCopy)),
           subKey,
           parentCopy: method === 'reflink' && parent?.meta.method === 'reflink' ? Buffer.from(path.resolve(parent.dir, 'tree')) : undefined,
           transid,

@@ -77,6 +77,38 @@ function scenario(kind: 'ext4' | 'xfs', expectMethod: 'index' | 'reflink') {
         expect(listSnapshots(vol).map((s) => s.meta.name)).toEqual(['s2']);
       });
 
+      if (expectMethod === 'reflink') {
+        test("unchanged files share the parent's frozen inode; changed or tampered ones are cloned", async () => {
+          fs.mkdirSync(path.join(vdir, 'd'));
+          for (const f of ['same', 'd/same', 'd/gone', 'd/chmod', 'changed']) fs.writeFileSync(path.join(vdir, f), `data of ${f}`);
+          fs.linkSync(path.join(vdir, 'd/same'), path.join(vdir, 'd/same2'));
+          const vol = initVolume(vdir);
+          const s1 = await snapshot(vol, { name: 's1' });
+          fs.writeFileSync(path.join(vdir, 'changed'), 'new data');
+          // The parent's copies of these no longer match their records: never shared.
+          fs.rmSync(path.join(s1.dataRoot, 'd/gone'));
+          fs.chmodSync(path.join(s1.dataRoot, 'd/chmod'), 0o600);
+          const s2 = await snapshot(vol, { name: 's2' });
+          const in1 = (f: string) => inoOf(path.join(s1.dataRoot, f));
+          const in2 = (f: string) => inoOf(path.join(s2.dataRoot, f));
+          expect(in2('same')).toBe(in1('same'));
+          expect(in2('d/same')).toBe(in1('d/same'));
+          expect(in2('d/same2')).toBe(in2('d/same'));
+          expect(in2('changed')).not.toBe(in1('changed'));
+          expect(in2('d/chmod')).not.toBe(in1('d/chmod'));
+          expect(fs.statSync(path.join(s2.dataRoot, 'd/chmod')).mode & 0o777).toBe(fs.statSync(path.join(vdir, 'd/chmod')).mode & 0o777);
+          // The parent's tree is as it was (its times are not rewritten by the sharing).
+          expect(fs.readFileSync(path.join(s1.dataRoot, 'changed'), 'utf8')).toBe('data of changed');
+          removeSnapshot(vol, 's1');
+          for (const f of ['same', 'd/same', 'd/same2', 'd/gone', 'd/chmod', 'changed']) {
+            expect(fs.readFileSync(path.join(s2.dataRoot, f))).toEqual(fs.readFileSync(path.join(vdir, f)));
+          }
+          const r2 = await recs(s2.indexPath);
+          expect(r2.get(inoOf(path.join(vdir, 'same')))!.generation).toBe(1n);
+          expect(r2.get(inoOf(path.join(vdir, 'changed')))!.generation).toBe(2n);
+        });
+      }
+
       test('a reused inode number is a new inode', async () => {
         fs.writeFileSync(path.join(vdir, 'a'), 'first');
         const vol = initVolume(vdir);
