@@ -480,8 +480,8 @@ export async function snapshot(vol: Volume, opts: SnapshotOptions = {}): Promise
         spillTo: path.join(tmp, 'walk.spool'),
         onWarning: method === 'btrfs' ? (m) => isNestedSubvolumeStub(m) || warn(m) : warn,
         // Unchanged inodes keep the parent's xattrs unread. Not on reflink
-        // volumes: their copier applies each record's xattrs before
-        // generations() sees it.
+        // volumes: their copier gives directories the xattrs of the walk's
+        // own directory list (walk.dirs), which generations() never resolves.
         known: parentIndex && method !== 'reflink' ? KnownInodes.fromIndex(parentIndex) : undefined,
       });
     } catch (e) {
