@@ -39,12 +39,13 @@
  * read); elsewhere (tmpfs) an all-zero block is recorded as a hole. Either
  * way a hole (hash null) reads as zeros, which is all the sender needs.
  *
- * Reads ahead: entries are merged with the parent up to LOOKAHEAD_ENTRIES
- * ahead of the one being hashed, and the files among them that will be read
- * are hinted to the kernel (posix_fadvise WILLNEED of their first 4 MiB, at
- * most 32 MiB not yet read), so a cold tree's many small reads are in flight
- * together instead of one at a time. Hints change no record: the same
- * records come out with lookahead 0.
+ * Reads ahead: while a file is to be read, the entries after it are merged
+ * with the parent up to LOOKAHEAD_ENTRIES ahead, and the files among them
+ * that will be read are hinted to the kernel (posix_fadvise WILLNEED of their
+ * first 4 MiB, at most 32 MiB not yet read), so a cold tree's many small
+ * reads are in flight together instead of one at a time. Entries that need
+ * no read pass straight through (records held longer get promoted by V8).
+ * Hints change no record: the same records come out with lookahead 0.
  *
  * The parent index is consumed as a stream (merge-join on ino), and so are
  * the walk's entries: this module holds neither in memory. With
@@ -403,9 +404,9 @@ export interface GenerationOptions {
    */
   parentCopy?: Buffer;
   /**
-   * Entries merged with the parent ahead of the one being hashed, so that
+   * Entries merged with the parent ahead of one that will be read, so that
    * the files among them that will be read can be hinted to the kernel
-   * (default 128; 0: none ahead).
+   * (default 32; 0: none ahead).
    */
   lookahead?: number;
   /**
@@ -545,12 +546,17 @@ export function* generations(entries: Iterable<WalkEntry>, opts: GenerationOptio
   let hintedBytes = 0n;
   const src = entries[Symbol.iterator]();
   let more = true;
+  const pull = () => {
+    const r = src.next();
+    if (r.done) more = false;
+    else ahead.push(decide(r.value));
+  };
   const fill = () => {
-    while (more && ahead.length - head <= lookahead) {
-      const r = src.next();
-      if (r.done) more = false;
-      else ahead.push(decide(r.value));
-    }
+    if (head === ahead.length && more) pull();
+    // Only while files are being read: entries held across many steps would
+    // outlive V8's young generation and be promoted (a no-change run holds none).
+    if (head === ahead.length || ahead[head].hint === 0n) return;
+    while (more && ahead.length - head <= lookahead) pull();
     if (nextHint < head) nextHint = head;
     for (; nextHint < ahead.length && hintedBytes < HINT_BUDGET_BYTES; nextHint++) {
       const s = ahead[nextHint];
@@ -608,8 +614,8 @@ interface Step {
   hinted: boolean;
 }
 
-/** Entries decided ahead of the one being hashed. */
-const LOOKAHEAD_ENTRIES = 128;
+/** Entries decided ahead of one being hashed (enough reads in flight; few records held). */
+const LOOKAHEAD_ENTRIES = 32;
 /** Bytes hinted per file: its first FILE_HINT_BYTES (the kernel's own readahead takes over after that). */
 const FILE_HINT_BYTES = 4n << 20n;
 /** Bytes hinted and not yet read, at most (page cache the hints may fill ahead of the reads). */
