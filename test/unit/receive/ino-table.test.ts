@@ -1,16 +1,5 @@
 import { InoTable } from '../../../src/receive/ino-table';
-
-/** mulberry32: a small deterministic PRNG in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng as prng } from '../../helpers/streams';
 
 const P32 = 2 ** 32;
 const BIG = 2n ** 53n; // the first ino that no longer fits a double exactly
