@@ -18,8 +18,8 @@
  * - renameNoReplace is atomic for non-directories (link + unlink) but only
  *   check-then-rename for directories (a racing creator can be replaced);
  * - exchange cannot be emulated atomically and throws ENOSYS;
- * - clone*, fiemap, getFlags, setFlags, btimeNs and inodeGeneration report
- *   "unsupported" (false / undefined);
+ * - clone*, fiemap, getFlags, setFlags, btimeNs, inodeGeneration and the
+ *   btrfs subvolume calls report "unsupported" (false / undefined);
  * - readahead gives no hint (false): reads then wait for the disk as they
  *   come;
  * - widenPipe leaves the pipe at its size (undefined), and there is no
@@ -661,6 +661,9 @@ export function createFallbackSys(): Sys {
     setFlags: () => false,
     btimeNs: () => undefined,
     inodeGeneration: () => undefined,
+    setReceivedSubvol: () => false,
+    subvolReadonly: () => undefined,
+    setSubvolReadonly: () => false,
 
     syncfs(fd) {
       try {

@@ -87,6 +87,30 @@ export interface Sys {
   statxAt?: (dirfd: number, name: Buffer, out: Buffer) => void;
   /** FS_IOC_GETVERSION (inode generation, ext4/XFS support it); undefined when unsupported */
   inodeGeneration(fd: number): bigint | undefined;
+  /**
+   * BTRFS_IOC_SET_RECEIVED_SUBVOL on the root of a writable btrfs subvolume
+   * (`fd`): record that it was received from the sender's subvolume `uuid`
+   * (16 bytes) at its ctransid `stransid`, as btrfs receive does before it
+   * sets the subvolume read-only. The kernel adds the uuid to its uuid tree,
+   * so `btrfs receive` and `btrfs subvolume list -R` find the subvolume by
+   * it. False when unsupported (not btrfs, no binding); throws other errors
+   * (EPERM without CAP_SYS_ADMIN or ownership, EROFS once read-only).
+   */
+  setReceivedSubvol(fd: number, uuid: Buffer, stransid: bigint): boolean;
+  /**
+   * BTRFS_IOC_SUBVOL_GETFLAGS: whether the btrfs subvolume whose root is
+   * `fd` is read-only; undefined when `fd` is not a subvolume root or not on
+   * btrfs (or there is no binding).
+   */
+  subvolReadonly(fd: number): boolean | undefined;
+  /**
+   * BTRFS_IOC_SUBVOL_SETFLAGS: make the subvolume whose root is `fd`
+   * read-only or writable, keeping its other flags (the kernel itself does
+   * not clear a received uuid on the way back to writable). False when
+   * `fd` is not a subvolume root or unsupported; throws other errors
+   * (EPERM, EBUSY while a send uses it).
+   */
+  setSubvolReadonly(fd: number, on: boolean): boolean;
   syncfs(fd: number): void;
   /**
    * fcntl(F_SETPIPE_SZ): grow the pipe `fd` belongs to (either end) to at
@@ -130,7 +154,23 @@ export const IOCTL = {
   FS_IOC_SETFLAGS: 0x40086602,
   /** _IOR('v', 1, long) — the kernel writes an int */
   FS_IOC_GETVERSION: 0x80087601,
+  /** _IOWR(0x94, 37, struct btrfs_ioctl_received_subvol_args) — 200 bytes */
+  BTRFS_IOC_SET_RECEIVED_SUBVOL: 0xc0c89425,
+  /** _IOR(0x94, 25, __u64) */
+  BTRFS_IOC_SUBVOL_GETFLAGS: 0x80089419,
+  /** _IOW(0x94, 26, __u64) */
+  BTRFS_IOC_SUBVOL_SETFLAGS: 0x4008941a,
 } as const;
+
+/** BTRFS_SUBVOL_RDONLY in the flags of BTRFS_IOC_SUBVOL_{GET,SET}FLAGS. */
+export const BTRFS_SUBVOL_RDONLY = 0x2n;
+
+/**
+ * struct btrfs_ioctl_received_subvol_args: uuid[16], stransid u64 @16,
+ * rtransid u64 @24 (out), stime {u64 sec, u32 nsec} @32, rtime @48 (out),
+ * flags u64 @64, reserved u64[16] @72.
+ */
+export const RECEIVED_SUBVOL_ARGS_BYTES = 200;
 
 export const FS_IMMUTABLE_FL = 0x10;
 export const FS_APPEND_FL = 0x20;
@@ -610,6 +650,38 @@ function createNativeSys(c: Libc): Sys {
       if (r >= 0) return BigInt(word.readUInt32LE(0));
       if (unsupported(r)) return undefined;
       throw sysError(r, 'ioctl(FS_IOC_GETVERSION)');
+    },
+
+    setReceivedSubvol(fd, uuid, stransid) {
+      if (uuid.length !== 16) throw sysError(-E.EINVAL, 'ioctl(BTRFS_IOC_SET_RECEIVED_SUBVOL)');
+      const args = Buffer.alloc(RECEIVED_SUBVOL_ARGS_BYTES);
+      uuid.copy(args, 0);
+      args.writeBigUInt64LE(stransid, 16);
+      const r = call(() => c.ioctlPtr(fd, IOCTL.BTRFS_IOC_SET_RECEIVED_SUBVOL, args));
+      if (r >= 0) return true;
+      if (unsupported(r)) return false;
+      throw sysError(r, 'ioctl(BTRFS_IOC_SET_RECEIVED_SUBVOL)');
+    },
+
+    subvolReadonly(fd) {
+      word.fill(0);
+      const r = call(() => c.ioctlPtr(fd, IOCTL.BTRFS_IOC_SUBVOL_GETFLAGS, word));
+      if (r >= 0) return (word.readBigUInt64LE(0) & BTRFS_SUBVOL_RDONLY) !== 0n;
+      // EINVAL: a btrfs directory that is not a subvolume root.
+      if (unsupported(r) || r === -E.EINVAL) return undefined;
+      throw sysError(r, 'ioctl(BTRFS_IOC_SUBVOL_GETFLAGS)');
+    },
+
+    setSubvolReadonly(fd, on) {
+      word.fill(0);
+      const g = call(() => c.ioctlPtr(fd, IOCTL.BTRFS_IOC_SUBVOL_GETFLAGS, word));
+      if (unsupported(g) || g === -E.EINVAL) return false;
+      if (g < 0) throw sysError(g, 'ioctl(BTRFS_IOC_SUBVOL_GETFLAGS)');
+      const flags = word.readBigUInt64LE(0);
+      word.writeBigUInt64LE(on ? flags | BTRFS_SUBVOL_RDONLY : flags & ~BTRFS_SUBVOL_RDONLY, 0);
+      const r = call(() => c.ioctlPtr(fd, IOCTL.BTRFS_IOC_SUBVOL_SETFLAGS, word));
+      if (r >= 0) return true;
+      throw sysError(r, 'ioctl(BTRFS_IOC_SUBVOL_SETFLAGS)');
     },
 
     syncfs(fd) {

@@ -169,6 +169,9 @@ describe('module', () => {
     expect(IOCTL.FS_IOC_GETFLAGS).toBe(ioc('r', 0x66, 1, 8));
     expect(IOCTL.FS_IOC_SETFLAGS).toBe(ioc('w', 0x66, 2, 8));
     expect(IOCTL.FS_IOC_GETVERSION).toBe(ioc('r', 0x76, 1, 8));
+    expect(IOCTL.BTRFS_IOC_SET_RECEIVED_SUBVOL).toBe(ioc('rw', 0x94, 37, 200));
+    expect(IOCTL.BTRFS_IOC_SUBVOL_GETFLAGS).toBe(ioc('r', 0x94, 25, 8));
+    expect(IOCTL.BTRFS_IOC_SUBVOL_SETFLAGS).toBe(ioc('w', 0x94, 26, 8));
   });
 
   test('fallback helpers: touch dates, attr quoting, dev_t, raw path split', () => {
@@ -565,6 +568,18 @@ describe.each([
       });
     });
 
+    test('btrfs subvolume calls report unsupported off btrfs', () => {
+      const fd = fs.openSync(tmp, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      try {
+        if (isNative && fs.statfsSync(tmp).type === 0x9123683e) return; // /tmp on btrfs: covered below
+        expect(s.subvolReadonly(fd)).toBeUndefined();
+        expect(s.setSubvolReadonly(fd, true)).toBe(false);
+        expect(s.setReceivedSubvol(fd, Buffer.alloc(16, 1), 1n)).toBe(false);
+      } finally {
+        fs.closeSync(fd);
+      }
+    });
+
     test('btimeNs agrees with statx as Node reports it, for the link itself', () => {
       const target = path.join(tmp, 'target');
       fs.writeFileSync(target, 'x');
@@ -750,6 +765,47 @@ describeLoopFs('btrfs', 'on btrfs', (mounted) => {
     expect(fs.readFileSync(src, 'utf8')).toBe('other');
     expect(typeof withFd(dst, 'r', (fd) => native.inodeGeneration(fd))).toBe('bigint');
     expect(typeof native.btimeNs(dst)).toBe('bigint');
+  });
+
+  test('subvolume flags and the received uuid; a plain directory or file is not a subvolume', () => {
+    const sv = path.join(mounted().dir, 'sv');
+    expect(spawnSync('btrfs', ['subvolume', 'create', sv]).status).toBe(0);
+    const uuid = randomBytes(16);
+    const dirFd = (p: string) => fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    const fd = dirFd(sv);
+    try {
+      expect(native.subvolReadonly(fd)).toBe(false);
+      expect(() => native.setReceivedSubvol(fd, uuid.subarray(0, 15), 7n)).toThrow(/EINVAL/);
+      expect(native.setReceivedSubvol(fd, uuid, 4242n)).toBe(true);
+      expect(native.setSubvolReadonly(fd, true)).toBe(true);
+      expect(native.subvolReadonly(fd)).toBe(true);
+      // The kernel refuses a received uuid on a read-only subvolume.
+      expect(() => native.setReceivedSubvol(fd, uuid, 1n)).toThrow(/EROFS/);
+      expect(fallback.subvolReadonly(fd)).toBeUndefined();
+      expect(fallback.setReceivedSubvol(fd, uuid, 1n)).toBe(false);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const show = spawnSync('btrfs', ['subvolume', 'show', sv], { encoding: 'utf8' }).stdout;
+    const dashed = uuid.toString('hex').replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-');
+    expect(show).toMatch(new RegExp(`Received UUID:\\s+${dashed}`));
+    expect(show).toMatch(/Flags:\s+readonly/);
+    const rw = dirFd(sv);
+    try {
+      expect(native.setSubvolReadonly(rw, false)).toBe(true);
+      expect(native.subvolReadonly(rw)).toBe(false);
+    } finally {
+      fs.closeSync(rw);
+    }
+    const plain = path.join(mounted().dir, 'plain');
+    fs.mkdirSync(plain);
+    const pfd = dirFd(plain);
+    try {
+      expect(native.subvolReadonly(pfd)).toBeUndefined();
+      expect(native.setSubvolReadonly(pfd, true)).toBe(false);
+    } finally {
+      fs.closeSync(pfd);
+    }
   });
 });
 
