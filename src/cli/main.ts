@@ -80,7 +80,7 @@ function buildProgram(setCode: (p: Promise<number>) => void): Command {
     .option('--allow-devices', 'create device nodes the stream contains (refused by default)')
     .option('--allow-setuid', 'apply setuid/setgid bits and file capabilities (refused by default)')
     .option('--expect-bytes <N>', 'refuse before applying anything if TARGET has less free space than N plus a margin')
-    .option('--seed <METHOD>', 'how an incremental snapshot starts from its parent: auto, reflink, farm or copy', 'auto')
+    .option('--seed <METHOD>', 'how an incremental snapshot starts from its parent: auto, snapshot (btrfs subvolumes), reflink, farm or copy', 'auto')
     .option('--json', 'print one JSON object per received snapshot')
     .option('--chain <DIR>', 'replay a directory of stream files (full first, each parent before its child), skipping what TARGET has')
     .option('--to <NAME>', 'with --chain: stop at snapshot NAME (apply only its chain)')

@@ -29,9 +29,8 @@ import * as path from 'node:path';
 import { FerryError } from '../errors';
 import { applyRetention, describePolicy, keepAncestors, RetentionPolicy, RetentionResult } from '../retention/policy';
 import { newestCommon, ProtectionSet, reasons, SourceSnap } from '../retention/protect';
-import { fsyncDir } from '../volume/atomic';
 import { targetHeld } from '../replicate/serve';
-import { unprotectSnapshot } from '../receive/receiver';
+import { removeCommitted, sweepRemoved } from '../receive/snapshot-trees';
 import { sys } from '../sys/linux';
 import { Catalog, FERRY_DIR } from '../volume/catalog';
 import { listHolds } from '../volume/holds';
@@ -155,27 +154,12 @@ export function applySourcePrune(vol: Volume, r: RetentionResult, out: PruneOutc
   }
 }
 
-const REMOVING = 'removing-';
-
-function sweepLeftovers(ferryDir: string): void {
-  let names: string[];
-  try {
-    names = fs.readdirSync(ferryDir).filter((n) => n.startsWith(REMOVING));
-  } catch {
-    return;
-  }
-  for (const n of names) fs.rmSync(path.join(ferryDir, n), { recursive: true, force: true });
-}
-
 /**
- * Remove received snapshots from a target on this host. Each one leaves the
- * target by one rename into TARGET/.ferry/removing-<uuid> (so from that
- * instant it is not a snapshot: Catalog.list() needs the directory), then
- * its catalog entry goes, then its files. A kill at any point leaves either
- * the snapshot whole, or an entry without a directory (swept by the next
- * receive) plus a leftover tree nobody can use as a parent (deleted by the
- * next prune). Never removes one that an interrupted transfer needs.
- * Runs under the target's receive lock, so never beside a receive.
+ * Remove received snapshots from a target on this host, each by
+ * `removeCommitted` (one rename out of sight, then catalog, then files; a
+ * kill leaves nothing a later run mistakes for a snapshot). Never removes
+ * one that an interrupted transfer needs. Runs under the target's receive
+ * lock, so never beside a receive.
  */
 export function removeLocalReceived(target: string, names: readonly string[]): string[] {
   const ferryDir = path.join(target, FERRY_DIR);
@@ -190,7 +174,7 @@ export function removeLocalReceived(target: string, names: readonly string[]): s
     if (partialsNow() !== before) {
       throw new FerryError('VOLUME_LOCKED', 'a receive into the target started while pruning it', { context: { target }, hint: 'prune again later', retryable: true });
     }
-    sweepLeftovers(ferryDir);
+    sweepRemoved(target);
     const catalog = new Catalog(target);
     const s = sys();
     for (const name of names) {
@@ -199,15 +183,7 @@ export function removeLocalReceived(target: string, names: readonly string[]): s
       if (held.has(e.receivedUuid)) {
         throw new FerryError('USAGE', `cannot remove ${name}: an interrupted transfer needs it as its parent`, { context: { target }, hint: 'run ferry run (or the same ferry sync) again to finish that transfer first' });
       }
-      const dir = path.join(target, e.name);
-      const gone = path.join(ferryDir, `${REMOVING}${e.uuid}`);
-      unprotectSnapshot(s, dir);
-      fs.renameSync(dir, gone);
-      fsyncDir(target);
-      catalog.remove(e.uuid);
-      fs.rmSync(path.join(catalog.dir, `${e.uuid}.manifest`), { force: true });
-      fsyncDir(catalog.dir);
-      fs.rmSync(gone, { recursive: true, force: true });
+      removeCommitted(s, target, catalog, e);
       removed.push(name);
     }
     return removed;

@@ -31,8 +31,8 @@ import { formatUuid } from '../stream/dump';
 import { Sys, sys as defaultSys } from '../sys/linux';
 import { Catalog, CatalogEntry, FERRY_DIR } from '../volume/catalog';
 import { fsyncDir } from '../volume/atomic';
+import { isSubvolume } from '../volume/btrfs';
 import { Lock } from '../volume/lock';
-import { setImmutable } from '../volume/reflink-copy';
 import { Applier, CloneSourceResolver, NON_IDEMPOTENT } from './applier';
 import { initDecompressors } from './decompress';
 import {
@@ -54,6 +54,7 @@ import {
 import { checkStreamPath, showPath } from './safe-path';
 import { InoSet } from './ino-set';
 import { SeedMethod, seedFromParent } from './seed';
+import { TreeKind, chooseKind, makeTree, markReceived, protectTree, removeTree, snapshotTree, sweepRemoved, writableSubvolume } from './snapshot-trees';
 import { Sha256State, StreamHash, digestOfState, resumableSha256, streamSha256 } from './sha256-state';
 import { RiskyStep, StagingTree, joinParts, nsToTimespec } from './staging-tree';
 
@@ -70,8 +71,13 @@ export interface ReceiveOptions {
   limits?: Partial<Limits>;
   /** Sender's size estimate: refuse early when the target has less free space. */
   expectBytes?: bigint;
-  /** How to seed an incremental staging tree from its parent. */
-  seed?: SeedMethod | 'auto';
+  /**
+   * How to seed an incremental staging tree from its parent. 'auto' makes
+   * every tree a btrfs subvolume where the target allows (see
+   * snapshot-trees.ts), seeded as a snapshot of the parent's; 'snapshot'
+   * insists on that; the others make plain directories.
+   */
+  seed?: SeedMethod | 'auto' | 'snapshot';
   sys?: Sys;
   /** Called once per committed snapshot. */
   onCommit?: (s: ReceivedSnapshot) => void;
@@ -269,6 +275,8 @@ export class Receiver {
   private readonly partialRoot: string;
   private readonly ckptBytes: number;
   private readonly ckptMs: number;
+  /** Plain directories or btrfs subvolumes (chosen in prepareTarget). */
+  private kind: TreeKind = 'dir';
 
   constructor(private readonly opts: ReceiveOptions) {
     this.sys = opts.sys ?? defaultSys();
@@ -295,6 +303,8 @@ export class Receiver {
     fs.mkdirSync(path.join(t, FERRY_DIR), { recursive: true, mode: 0o700 });
     fs.mkdirSync(this.partialRoot, { recursive: true, mode: 0o700 });
     this.catalog.ensure();
+    const seed = this.opts.seed ?? 'auto';
+    this.kind = chooseKind(t, seed === 'snapshot' ? 'always' : seed === 'auto' ? 'auto' : 'never');
   }
 
   private lock(): Lock {
@@ -309,19 +319,25 @@ export class Receiver {
    */
   private sweepStale(): void {
     this.catalog.sweep();
+    sweepRemoved(this.opts.target);
     const committed = this.catalog.list();
+    // A commit killed between its rename and making the subvolume read-only.
+    for (const e of committed) {
+      const p = path.join(this.opts.target, e.name);
+      if (writableSubvolume(this.sys, p)) protectTree(this.sys, p);
+    }
     for (const n of fs.readdirSync(this.partialRoot)) {
       const dir = path.join(this.partialRoot, n);
       const v = judgePartial(dir);
       if (v.kind === 'stale') {
-        fs.rmSync(dir, { recursive: true, force: true });
+        removeTree(dir);
         continue;
       }
       const r = v.record;
       const done = committed.some((e) => e.receivedUuid === r.receivedUuid);
       const parentGone = r.parentLocalUuid !== null && !committed.some((e) => e.uuid === r.parentLocalUuid);
       if (done || parentGone) {
-        fs.rmSync(dir, { recursive: true, force: true });
+        removeTree(dir);
         continue;
       }
       if (v.kind === 'recover') this.recover(dir, v);
@@ -382,7 +398,7 @@ export class Receiver {
     if (!fs.existsSync(dir)) return false;
     const lock = this.lock();
     try {
-      fs.rmSync(dir, { recursive: true, force: true });
+      removeTree(dir);
       return true;
     } finally {
       lock.release();
@@ -511,22 +527,28 @@ export class Receiver {
     // A fresh receive of a snapshot replaces a kept partial of the same one.
     for (const n of fs.readdirSync(this.partialRoot)) {
       const r = readRecord(path.join(this.partialRoot, n));
-      if (r && r.receivedUuid === receivedUuid) fs.rmSync(path.join(this.partialRoot, n), { recursive: true, force: true });
+      if (r && r.receivedUuid === receivedUuid) removeTree(path.join(this.partialRoot, n));
     }
     const id = randomUUID();
     const partialDir = path.join(this.partialRoot, id);
     fs.mkdirSync(partialDir, { mode: 0o700 });
     try {
       const treeDir = path.join(partialDir, TREE_DIR);
-      fs.mkdirSync(treeDir, { mode: 0o700 });
       const scratch = path.join(partialDir, SCRATCH_DIR);
       if (this.opts.keepPartial) fs.mkdirSync(scratch, { mode: 0o700 });
       let method: CatalogEntry['method'] = 'full';
       let shared = new InoSet();
-      if (parent) {
-        const r = seedFromParent(this.sys, Buffer.from(path.join(this.opts.target, parent.name)), Buffer.from(treeDir), this.opts.seed ?? 'auto');
-        method = r.method;
-        shared = r.shared;
+      const parentDir = parent && path.join(this.opts.target, parent.name);
+      if (parentDir && snapshotTree(parentDir, treeDir, this.kind)) {
+        method = 'snapshot';
+      } else {
+        makeTree(treeDir, this.kind);
+        if (parentDir) {
+          const seed = this.opts.seed ?? 'auto';
+          const r = seedFromParent(this.sys, Buffer.from(parentDir), Buffer.from(treeDir), seed === 'snapshot' ? 'auto' : seed);
+          method = r.method;
+          shared = r.shared;
+        }
       }
       faultPoint('receive:seeded');
       const holder: { a?: Active } = {};
@@ -588,7 +610,7 @@ export class Receiver {
       }
       return act;
     } catch (e) {
-      fs.rmSync(partialDir, { recursive: true, force: true });
+      removeTree(partialDir);
       throw e;
     }
   }
@@ -793,6 +815,9 @@ export class Receiver {
     a.keep?.journal.close();
     const treeDir = a.tree.root.toString();
     syncTree(this.sys, treeDir);
+    // The tree's kind is what begin() made (a resumed partial may predate this run's choice).
+    const subvolume = isSubvolume(treeDir);
+    if (subvolume) markReceived(this.sys, treeDir, Buffer.from(a.receivedUuid.replace(/-/g, ''), 'hex'), a.ctransid);
     const entry: CatalogEntry = {
       format: 1,
       name: a.name,
@@ -823,9 +848,16 @@ export class Receiver {
       throw e;
     }
     faultPoint('receive:after-rename');
-    fsyncDir(this.opts.target);
-    fs.rmSync(a.partialDir, { recursive: true, force: true });
-    protectSnapshot(this.sys, final);
+    if (subvolume) {
+      // Read-only at once (a kill before it is mended by the next sweep);
+      // syncfs commits btrfs' transaction: an fsync logs no subvolume rename.
+      protectTree(this.sys, final);
+      syncTree(this.sys, this.opts.target);
+    } else {
+      fsyncDir(this.opts.target);
+    }
+    removeTree(a.partialDir);
+    if (!subvolume) protectTree(this.sys, final);
     const r: ReceivedSnapshot = { name: a.name, path: final, entry, warnings: a.applier.warnings, resumedFromByte: a.resumedFromByte };
     this.opts.onCommit?.(r);
     return r;
@@ -847,7 +879,7 @@ export class Receiver {
     const k = a.keep;
     if (!k || committing) {
       k?.journal.close();
-      fs.rmSync(a.partialDir, { recursive: true, force: true });
+      removeTree(a.partialDir);
       return;
     }
     try {
@@ -859,15 +891,5 @@ export class Receiver {
       k.journal.close();
     }
   }
-}
-
-/** Best effort: mark a committed snapshot's root immutable so it is not changed by accident. */
-export function protectSnapshot(sys: Sys, dir: string): boolean {
-  return setImmutable(dir, true, sys);
-}
-
-/** Clear the immutable flag of a snapshot's root (before pruning it). */
-export function unprotectSnapshot(sys: Sys, dir: string): boolean {
-  return setImmutable(dir, false, sys);
 }
 

@@ -24,10 +24,10 @@ import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { FerryError } from '../errors';
 import { faultPoint } from '../model/fault';
-import { Receiver, unprotectSnapshot } from '../receive/receiver';
+import { Receiver } from '../receive/receiver';
+import { removeCommitted, sweepRemoved } from '../receive/snapshot-trees';
 import { sys } from '../sys/linux';
 import { ControlPeer, errorToWire, Message, protocolError, throughTransform } from '../transport/control';
-import { fsyncDir } from '../volume/atomic';
 import { Catalog, CatalogEntry, FERRY_DIR } from '../volume/catalog';
 import { heldNames, placeHold, releaseHold } from '../volume/holds';
 import { Lock } from '../volume/lock';
@@ -137,15 +137,8 @@ export function removeReceived(target: string, names: string[]): void {
       return e;
     });
     const s = sys();
-    for (const e of entries) {
-      const dir = path.join(target, e.name);
-      const gone = path.join(target, FERRY_DIR, `removing-${e.uuid}`);
-      unprotectSnapshot(s, dir);
-      fs.renameSync(dir, gone);
-      fsyncDir(target);
-      catalog.remove(e.uuid);
-      fs.rmSync(gone, { recursive: true, force: true });
-    }
+    sweepRemoved(target);
+    for (const e of entries) removeCommitted(s, target, catalog, e);
   } finally {
     lock.release();
   }

@@ -31,8 +31,8 @@ export interface CatalogEntry {
   streamSha256: string;
   streamBytes: number;
   receivedAt: string;
-  /** How the tree was built: fresh, or seeded from the parent by reflink, farm or copy. */
-  method: 'full' | 'reflink' | 'farm' | 'copy';
+  /** How the staging tree began: empty, or seeded from the parent (a btrfs snapshot, reflinks, a hard-link farm, copies). */
+  method: 'full' | 'snapshot' | 'reflink' | 'farm' | 'copy';
 }
 
 export const FERRY_DIR = '.ferry';

@@ -14,7 +14,7 @@ export interface ReceiveChainOptions {
   allowDevices?: boolean;
   allowSetuid?: boolean;
   expectBytes?: bigint;
-  seed?: SeedMethod | 'auto';
+  seed?: SeedMethod | 'auto' | 'snapshot';
 }
 
 export async function runReceiveChain(target: string, dir: string, o: ReceiveChainOptions): Promise<number> {

@@ -28,8 +28,8 @@ export async function runReceive(target: string, o: ReceiveCliOptions): Promise<
     expectBytes = BigInt(o.expectBytes);
   }
   const seed = o.seed ?? 'auto';
-  if (!['auto', 'reflink', 'farm', 'copy'].includes(seed)) {
-    throw new FerryError('USAGE', `--seed must be auto, reflink, farm or copy, got "${seed}"`);
+  if (!['auto', 'snapshot', 'reflink', 'farm', 'copy'].includes(seed)) {
+    throw new FerryError('USAGE', `--seed must be auto, snapshot, reflink, farm or copy, got "${seed}"`);
   }
   if (o.chain !== undefined || o.to !== undefined) {
     if (o.chain === undefined) throw new FerryError('USAGE', '--to needs --chain DIR');
