@@ -25,9 +25,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { InodeRecord, InodeType, Link } from '../model/inode';
 import { STATX_BTIME, STATX_BYTES, STATX_OFFSET, statxTimeNs, Sys, sys } from '../sys/linux';
+import { startTreePrefetch } from '../sys/tree-prefetch';
 import { KnownInodes } from './known-inodes';
 import { RecordArena, RecordSpool } from './record-spool';
 
@@ -52,7 +52,7 @@ export interface WalkOptions {
   xattrs?: boolean;
   /**
    * Warm the inode cache from a second thread that walks the same tree in
-   * the same order just ahead (see startPrefetch). For big trees: it costs
+   * the same order just ahead (sys/tree-prefetch.ts). For big trees: it costs
    * a thread start and an idle core.
    */
   prefetch?: boolean;
@@ -90,60 +90,6 @@ export function isUnread(rec: InodeRecord): boolean {
 export function readUnread(rec: InodeRecord, p: Buffer): void {
   rec.xattrs = readXattrs(p);
   if (rec.type === 'symlink') rec.target = fs.readlinkSync(p, { encoding: 'buffer' });
-}
-
-/**
- * The prefetcher's whole program: the walk below, reduced to readdir and a
- * plain lstat, visiting directories in the same order (a stack, dirents in
- * readdir order), so the inodes the walk is about to stat are already read.
- * It runs on a worker thread and keeps nothing.
- */
-const PREFETCH_SOURCE = `
-const { workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const root = Buffer.from(workerData.root, 'latin1');
-const skip = Buffer.from(workerData.skip);
-const slash = Buffer.from('/');
-const dev = fs.lstatSync(root).dev;
-const stack = [root];
-while (stack.length) {
-  const dir = stack.pop();
-  let names;
-  try {
-    names = fs.readdirSync(dir, { withFileTypes: true, encoding: 'buffer' });
-  } catch {
-    continue;
-  }
-  for (const d of names) {
-    if (dir === root && d.name.equals(skip)) continue;
-    const p = Buffer.concat([dir, slash, d.name]);
-    let st;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      continue;
-    }
-    if (st.isDirectory() && st.dev === dev) stack.push(p);
-  }
-}
-`;
-
-/**
- * Start the prefetcher: cold, a walk waits on one inode read at a time and
- * spends as long again on the CPU; with the reads done ahead on the other
- * core, the two overlap. Returns the function that stops it. Where worker
- * threads are unavailable the walk just runs unhelped.
- */
-function startPrefetch(root: Buffer): () => void {
-  let w: Worker;
-  try {
-    w = new Worker(PREFETCH_SOURCE, { eval: true, workerData: { root: root.toString('latin1'), skip: FERRY_DIR_NAME } });
-  } catch {
-    return () => undefined;
-  }
-  w.unref();
-  w.on('error', () => undefined);
-  return () => void w.terminate().catch(() => undefined);
 }
 
 export function typeOf(mode: number): InodeType {
@@ -385,7 +331,7 @@ export function walkVolume(root: string, opts: WalkOptions = {}): Walk {
   if (withXattrs) rootRec.xattrs = readXattrs(rootPath, s);
   const walk = new Walk(rootPath, rootRec.ino, new RecordSpool({ spillTo: opts.spillTo }));
   walk.add(rootRec, '');
-  const stopPrefetch = opts.prefetch ? startPrefetch(rootPath) : () => undefined;
+  const stopPrefetch = opts.prefetch ? startTreePrefetch(rootPath, { skip: FERRY_NAME, order: 'stack' }) : () => undefined;
   try {
     walkFrom(walk, { dev: rootSt.dev, birth, withXattrs, warn, s, known: withXattrs ? opts.known : undefined });
   } catch (e) {

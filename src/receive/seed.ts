@@ -25,6 +25,7 @@
  */
 import * as fs from 'node:fs';
 import { Sys } from '../sys/linux';
+import { startTreePrefetch } from '../sys/tree-prefetch';
 import { InoSet, inoKey as key } from './ino-set';
 import { InoTable } from './ino-table';
 import { copyFilePrivate, copyXattrs, nsToTimespec as ts } from './staging-tree';
@@ -93,7 +94,16 @@ export interface SeedOptions {
    * lower it.
    */
   keptNames?: number;
+  /**
+   * Once this many entries are seeded (default 1000; Infinity: never), a
+   * second thread starts reading the parent tree's inodes just ahead of the
+   * walk, which otherwise waits on each cold one. Small trees are done
+   * before a thread would have started.
+   */
+  prefetchAfter?: number;
 }
+
+const PREFETCH_AFTER = 1000;
 
 /**
  * Build `dst` (which must exist and be empty) as a copy of `src`.
@@ -124,6 +134,8 @@ export function seedFromParent(
   /** parent inode → staging path of its private copy, for in-snapshot link groups. */
   const groups = new Map<bigint, Buffer>();
   let entries = 0;
+  const prefetchAfter = opts.prefetchAfter ?? PREFETCH_AFTER;
+  let stopPrefetch = () => undefined as void;
 
   const meta = (from: Buffer, to: Buffer, st: fs.BigIntStats, isLink: boolean) => {
     fs.lchownSync(to, Number(st.uid), Number(st.gid));
@@ -214,7 +226,7 @@ export function seedFromParent(
       const s = join(sdir, name);
       const d = join(ddir, name);
       const st = fs.lstatSync(s, { bigint: true });
-      entries++;
+      if (entries++ === prefetchAfter) stopPrefetch = startTreePrefetch(src, { order: 'preorder' });
       if (st.isDirectory()) {
         fs.mkdirSync(d, 0o700);
         walk(s, d);
@@ -251,7 +263,11 @@ export function seedFromParent(
     }
   };
 
-  walk(src, dst);
+  try {
+    walk(src, dst);
+  } finally {
+    stopPrefetch();
+  }
   const rst = fs.lstatSync(src, { bigint: true });
   meta(src, dst, rst, false);
   sys.lutimens(dst, ts(rst.atimeNs), ts(rst.mtimeNs));

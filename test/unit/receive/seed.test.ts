@@ -169,6 +169,18 @@ describe.each(['farm', 'copy'] as const)('seedFromParent link groups (%s)', (met
     }
   });
 
+  it('seeds the same tree with the parent prefetched from the first entry', () => {
+    for (let i = 0; i < 6; i++) fs.mkdirSync(path.join(src, `d${i}`, 'sub'), { recursive: true });
+    for (let i = 0; i < 6; i++) {
+      for (let j = 0; j < 20; j++) fs.writeFileSync(path.join(src, `d${i}`, j % 2 ? 'sub' : '', `f-${j}`), `${i}/${j}`);
+      fs.linkSync(path.join(src, `d${i}`, 'f-0'), path.join(src, `d${(i + 1) % 6}`, 'sub', `l-${i}`));
+    }
+    ageDirs(src);
+    const r = seedFromParent(sys(), Buffer.from(src), Buffer.from(dst), method, { prefetchAfter: 0 });
+    expect(r.entries).toBe(walkTree(src).length - 1);
+    expectSeeded(src, dst, r, method);
+  });
+
   it('stays linear in lstat calls when link groups crowd one directory', () => {
     // 1500 groups whose first names share one big directory (whichever of
     // big/ and other/ comes first), and 1500 pairs inside one directory.
