@@ -27,15 +27,14 @@
  * each file's size and SHA-256 (of the uncompressed stream) against its
  * sidecar before the receiver can commit it.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../errors';
 import { ReceivedSnapshot, ReceiveOptions, Receiver } from '../receive/receiver';
 import { createZstdCompressor, decompressIfZstd, ZSTD_DEFAULT_LEVEL } from '../transport/zstd-stream';
-import { fsyncDir, writeFileAtomic } from '../volume/atomic';
+import { fsyncDir, pipeToFileAtomic, writeFileAtomic } from '../volume/atomic';
 import { Catalog } from '../volume/catalog';
 import { writeManifestFile } from '../diff/manifest';
 import { Destination, RemoteSnapshot, SnapshotIdent } from './destination';
@@ -409,7 +408,6 @@ export class StreamFileDestination implements Destination {
     const level = compressed ? (o.compress?.level ?? ZSTD_DEFAULT_LEVEL) : undefined;
     const file = this.single ? this.single.file : `${base}${STREAM_SUFFIX}${compressed ? ZST_SUFFIX : ''}`;
     const final = path.join(this.dir, file);
-    const tmp = path.join(this.dir, `.${file}.part-${process.pid}-${randomBytes(4).toString('hex')}`);
     const plainTally = new Tally(true);
     const fileTally = new Tally(false);
     const stages: NodeJS.ReadWriteStream[] = [plainTally];
@@ -418,24 +416,15 @@ export class StreamFileDestination implements Destination {
     let wroteStream = false;
     const manifestName = o.manifest ? `${base}.manifest` : undefined;
     try {
-      // Opened here, not by the stream: a stream still opening when the source
-      // fails would create the file after the cleanup below removed it.
-      const out = fs.createWriteStream(tmp, { fd: fs.openSync(tmp, 'wx', 0o600) });
-      await pipeline([Readable.from(stream, { objectMode: false }), ...stages, out]);
-      const fd = fs.openSync(tmp, 'r');
-      try {
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      if (this.single) {
-        // The old sidecar goes first: a crash from here on leaves no sidecar, never a wrong one.
-        fs.rmSync(this.sidecarFile(base), { force: true });
-        fsyncDir(this.dir);
-      }
-      fs.renameSync(tmp, final);
+      await pipeToFileAtomic(final, [Readable.from(stream, { objectMode: false }), ...stages], {
+        beforeRename: () => {
+          if (!this.single) return;
+          // The old sidecar goes first: a crash from here on leaves no sidecar, never a wrong one.
+          fs.rmSync(this.sidecarFile(base), { force: true });
+          fsyncDir(this.dir);
+        },
+      });
       wroteStream = true;
-      fsyncDir(this.dir);
       if (manifestName) await writeManifestFile(path.join(this.dir, manifestName), o.manifest!);
       else if (this.single) fs.rmSync(path.join(this.dir, `${base}.manifest`), { force: true });
       const sidecar: StreamSidecar = {
@@ -457,7 +446,6 @@ export class StreamFileDestination implements Destination {
       writeFileAtomic(this.sidecarFile(base), JSON.stringify(sidecar, null, 2) + '\n');
       return sidecar;
     } catch (e) {
-      fs.rmSync(tmp, { force: true });
       if (wroteStream) {
         // No sidecar was written: the stream would be invisible anyway; do not leave it behind.
         fs.rmSync(final, { force: true });

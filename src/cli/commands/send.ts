@@ -4,11 +4,11 @@
  * when complete).
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Exit, FerryError } from '../../errors';
 import { widenStdPipe } from '../io';
+import { pipeToFileAtomic } from '../../volume/atomic';
 import { parseSnapshotRef, sendSnapshot, SendResult } from '../../replicate/send';
 import { coalesce } from '../../stream/coalesce';
 
@@ -41,19 +41,7 @@ export async function runSend(ref: string, o: SendCliOptions): Promise<number> {
     // temp-file-and-rename below would replace the node with a regular file.
     await pipeline(source, fs.createWriteStream(o.file, { flags: 'w' }));
   } else if (o.file) {
-    const tmp = path.join(path.dirname(o.file), `.${path.basename(o.file)}.part-${process.pid}`);
-    try {
-      // Opened here, not by the stream: a stream still opening when the send
-      // fails would create the file after the cleanup below removed it.
-      await pipeline(source, fs.createWriteStream(tmp, { fd: fs.openSync(tmp, 'wx', 0o666) }));
-      const fd = fs.openSync(tmp, 'r');
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      fs.renameSync(tmp, o.file);
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
-    }
+    await pipeToFileAtomic(o.file, [source], { mode: 0o666 });
   } else {
     widenStdPipe(1);
     await pipeline(source, process.stdout as unknown as Writable, { end: false });
