@@ -52,18 +52,18 @@
  * `parentCopy` it keeps the parent's directory names (to find a file in the
  * parent's copy), read in a pass of their own first.
  */
-import { createHash, Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { Extent, InodeRecord, Link, SUB_BLOCK_SIZE, SUB_DIGEST_BYTES, SUB_DIGEST_MIN_FILE } from '../model/inode';
+import { Extent, InodeRecord, Link, SUB_DIGEST_MIN_FILE } from '../model/inode';
 import { FiemapExtent, FIEMAP_EXTENT_DELALLOC, FIEMAP_EXTENT_SHARED, FIEMAP_EXTENT_UNKNOWN, FIEMAP_EXTENT_UNWRITTEN, sys } from '../sys/linux';
+import { SubDigester } from './sub-digests';
 import { isUnread, readUnread, WalkEntry } from './walker';
+
 
 export const BLOCK_SIZE = 128 * 1024;
 const HASH_BYTES = 16;
 const STABLE_TRIES = 3;
 const ZERO = Buffer.alloc(BLOCK_SIZE);
-/** Bytes of a sub-digest key. */
-export const SUB_KEY_BYTES = 32;
 
 // FIEMAP extent flags (linux/fiemap.h) beyond those src/sys exports.
 const FIEMAP_EXTENT_ENCODED = 0x8;
@@ -84,30 +84,6 @@ const NOT_COMPARABLE =
 /** Content hash of one block: SHA-256 truncated to 16 bytes. */
 export function blockHash(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest().subarray(0, HASH_BYTES);
-}
-
-/**
- * Keyed digests of a block's SUB_BLOCK_SIZE slices: for each slice, the first
- * SUB_DIGEST_BYTES of SHA-256(key ‖ 32 zero bytes ‖ slice). The key makes
- * crafted 64-bit collisions impossible for anyone who cannot read the index.
- */
-export class SubDigester {
-  private readonly base: Hash;
-
-  constructor(readonly key: Buffer) {
-    if (key.length !== SUB_KEY_BYTES) throw new Error(`sub-digest key must be ${SUB_KEY_BYTES} bytes`);
-    this.base = createHash('sha256').update(key).update(Buffer.alloc(64 - SUB_KEY_BYTES));
-  }
-
-  digest(block: Buffer): Buffer {
-    const n = Math.ceil(block.length / SUB_BLOCK_SIZE);
-    const out = Buffer.allocUnsafe(n * SUB_DIGEST_BYTES);
-    for (let i = 0; i < n; i++) {
-      const slice = block.subarray(i * SUB_BLOCK_SIZE, (i + 1) * SUB_BLOCK_SIZE);
-      this.base.copy().update(slice).digest().copy(out, i * SUB_DIGEST_BYTES, 0, SUB_DIGEST_BYTES);
-    }
-    return out;
-  }
 }
 
 /** Bytes read from disk to hash, and bytes taken from the parent unread (FIEMAP). */
@@ -221,8 +197,13 @@ export function hashBlocks(fd: number, size: bigint, o: HashOptions = {}): Block
       out.push(null);
       continue;
     }
+    // A block with no parent block at its offset needs its digests whatever
+    // its hash: they are made on the helper thread while this one hashes.
+    const ahead = !!o.sub && !same;
+    if (ahead) o.sub!.begin(block);
     const hash = blockHash(block);
     if (!o.sub) out.push({ hash });
+    else if (ahead) out.push({ hash, sub: o.sub.end() });
     // An unchanged block's digests are the parent's (the keyed pass costs more than the block hash).
     else if (same?.hash!.equals(hash)) out.push({ hash, sub: same.sub });
     else out.push({ hash, sub: o.sub.digest(block) });

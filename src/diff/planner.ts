@@ -32,7 +32,8 @@ import { Extent, InodeRecord, InodeType, SUB_BLOCK_SIZE, SUB_DIGEST_BYTES } from
 import { maxWriteBytes } from '../stream/constants';
 import { splitWrite } from '../stream/encoder';
 import { BlockTable } from './block-table';
-import { blockHash, SubDigester } from './generations';
+import { blockHash } from './generations';
+import { SubDigester } from './sub-digests';
 import { KeptBytes } from './kept-bytes';
 import { addWantedBlocks, CLONE_ALIGN, cloneableExtent as cloneable, extentAt, findRootIno, sameInode } from './select';
 

@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { SUB_KEY_BYTES, SubDigester } from '../../src/diff/generations';
+import { SUB_KEY_BYTES, SubDigester } from '../../src/diff/sub-digests';
 import { DataSource, PlanSnapshot } from '../../src/diff/planner';
 import { readXattrs, typeOf } from '../../src/diff/walker';
 import { Extent, InodeRecord, Link, SUB_DIGEST_MIN_FILE } from '../../src/model/inode';
