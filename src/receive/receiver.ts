@@ -3,9 +3,11 @@
  * committed snapshots in a target directory.
  *
  * Owns: the target layout, staging, commit and resume. A snapshot is built
- * in TARGET/.ferry/partial/<uuid>/tree, seeded from its parent for
- * incremental streams, and on END: syncfs, catalog entry, rename into
- * TARGET/<name> (never replacing), immutable flag on its root. A per-target
+ * in TARGET/.ferry/partial/<uuid>/tree (a btrfs subvolume where the target
+ * allows: snapshot-trees.ts), seeded from its parent for incremental
+ * streams, and on END: syncfs, received uuid (subvolumes), catalog entry,
+ * rename into TARGET/<name> (never replacing), then read-only (subvolumes)
+ * or the immutable flag on its root (directories). A per-target
  * lock keeps two receives apart. Never: modifies a committed snapshot, or
  * writes outside TARGET; a partial is never visible as a snapshot nor listed
  * in the catalog.

@@ -144,11 +144,12 @@ const REMOVING = 'removing-';
 /**
  * Remove a committed snapshot from a target. It leaves the target by one
  * rename into TARGET/.ferry/removing-<uuid>, or for a subvolume by its
- * deletion (from that instant it is not a snapshot: Catalog.list() needs the
- * directory), then its catalog entry and manifest go, then its files. A kill at any point leaves the snapshot
- * whole, or an entry without a directory (swept by the next receive) plus a
- * leftover tree that `sweepRemoved` deletes. The caller holds the target's
- * receive lock and has checked that no interrupted transfer needs it.
+ * deletion (from that instant it is not a snapshot: Catalog.list() needs
+ * the directory), then its catalog entry and manifest go, then its files.
+ * A kill at any point leaves the snapshot whole, or an entry without a
+ * directory (swept by the next receive) plus, for a directory, a leftover
+ * tree that `sweepRemoved` deletes. The caller holds the target's receive
+ * lock and has checked that no interrupted transfer needs it.
  */
 export function removeCommitted(sys: Sys, target: string, catalog: Catalog, e: CatalogEntry): void {
   const dir = path.join(target, e.name);
