@@ -64,6 +64,8 @@ export const BLOCK_SIZE = 128 * 1024;
 const HASH_BYTES = 16;
 const STABLE_TRIES = 3;
 const ZERO = Buffer.alloc(BLOCK_SIZE);
+/** Files from this size on have their sub-block digests made on the helper thread (SubDigester.begin). */
+const HELPER_MIN_FILE = 1024n * 1024n;
 
 // FIEMAP extent flags (linux/fiemap.h) beyond those src/sys exports.
 const FIEMAP_EXTENT_ENCODED = 0x8;
@@ -198,8 +200,9 @@ export function hashBlocks(fd: number, size: bigint, o: HashOptions = {}): Block
       continue;
     }
     // A block with no parent block at its offset needs its digests whatever
-    // its hash: they are made on the helper thread while this one hashes.
-    const ahead = !!o.sub && !same;
+    // its hash: in a big file they are made on the helper thread while this
+    // one hashes (in a small one, waking the helper costs what it saves).
+    const ahead = !!o.sub && !same && size >= HELPER_MIN_FILE;
     if (ahead) o.sub!.begin(block);
     const hash = blockHash(block);
     if (!o.sub) out.push({ hash });

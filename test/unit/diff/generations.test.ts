@@ -72,6 +72,20 @@ test('files of SUB_DIGEST_MIN_FILE and more get sub digests; a 4 KiB change show
   expect(differ).toEqual([5]);
 });
 
+test('a big file (its digests made on the helper thread) gets the digests of the construction, block by block', async () => {
+  const data = pattern(12 * BLOCK_SIZE + 3 * SUB_BLOCK_SIZE + 17, 5);
+  fs.writeFileSync(path.join(root, 'huge'), data);
+  const one = walkTree(root);
+  await assignGenerations(one, { transid: 1n, subKey: KEY });
+  const ext = rec(one, 'huge').extents!;
+  expect(ext).toHaveLength(13);
+  const local = new SubDigester(KEY, { helper: false });
+  for (const [i, x] of ext.entries()) {
+    const block = data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
+    expect([i, x.sub!.toString('hex')]).toEqual([i, local.digest(block).toString('hex')]);
+  }
+});
+
 test('bytes read are counted; holes are not read', async () => {
   const fd = fs.openSync(path.join(root, 'sparse'), 'w');
   fs.writeSync(fd, pattern(100, 1), 0, 100, 5 * BLOCK_SIZE);
