@@ -132,11 +132,22 @@ export function foldProfile(p: CpuProfile): PhaseProfile {
   return { wallSeconds: (p.endTime - p.startTime) / 1e6, phases };
 }
 
-/** Fold every .cpuprofile in `dir` (one per process) and add them up. */
+/**
+ * Node names a profile CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile;
+ * thread 0 is the process's main thread, the others are worker threads.
+ */
+const NODE_PROFILE_NAME = /^CPU\.\d+\.\d+\.\d+\.(\d+)\.\d+\.cpuprofile$/;
+
+/**
+ * Fold every main-thread .cpuprofile in `dir` (one per process) and add them
+ * up. Worker threads' profiles are left out: a helper runs beside the main
+ * thread, so adding its time (mostly waiting for work) would count the same
+ * wall time twice.
+ */
 export function foldProfileDir(dir: string): PhaseProfile | undefined {
   let files: string[];
   try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile') && (NODE_PROFILE_NAME.exec(f)?.[1] ?? '0') === '0');
   } catch {
     return undefined;
   }

@@ -68,9 +68,12 @@ describe('foldProfile', () => {
       writeFileSync(join(dir, 'a.cpuprofile'), JSON.stringify(profile([[[`${SRC}/diff/walker.js w`], 2_000_000]])));
       writeFileSync(join(dir, 'b.cpuprofile'), JSON.stringify(profile([[[`${SRC}/diff/planner.js p`], 1_000_000]])));
       writeFileSync(join(dir, 'ignored.txt'), 'x');
+      // Node's own names: the main thread (thread 0) counts, a worker thread does not.
+      writeFileSync(join(dir, 'CPU.20261122.082740.4242.0.001.cpuprofile'), JSON.stringify(profile([[[`${SRC}/diff/generations.js h`], 500_000]])));
+      writeFileSync(join(dir, 'CPU.20261122.082740.4242.1.002.cpuprofile'), JSON.stringify(profile([[['(program)'], 9_000_000]])));
       const f = foldProfileDir(dir)!;
-      expect(f.phases).toEqual({ walk: 2, plan: 1 });
-      expect(describeProfiles({ snapshot: f })).toBe('snapshot 3.00 s (walk 2.00, plan 1.00)');
+      expect(f.phases).toEqual({ walk: 2, plan: 1, hash: 0.5 });
+      expect(describeProfiles({ snapshot: f })).toBe('snapshot 3.50 s (walk 2.00, plan 1.00, hash 0.50)');
       expect(foldProfileDir(join(dir, 'missing'))).toBeUndefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
