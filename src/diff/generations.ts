@@ -26,7 +26,9 @@
  *   16 bytes) is unchanged from format 1 and stays the evidence of change
  *   (src/diff/manifest.ts builds on it). A block whose hash equals the
  *   parent's block at that offset takes the parent's digests, so only
- *   changed blocks pay for the keyed pass.
+ *   changed blocks pay for the keyed pass. In files of HELPER_MIN_FILE and
+ *   more, a new block's digests are made on a helper thread while this one
+ *   computes the block hash (src/diff/sub-digests.ts).
  * - Reflink volumes (`parentCopy`): a changed file's frozen copy and the
  *   parent's frozen copy are compared with FS_IOC_FIEMAP; a block whose every
  *   byte maps to the same physical address in both, through extents flagged
@@ -58,7 +60,6 @@ import { Extent, InodeRecord, Link, SUB_DIGEST_MIN_FILE } from '../model/inode';
 import { FiemapExtent, FIEMAP_EXTENT_DELALLOC, FIEMAP_EXTENT_SHARED, FIEMAP_EXTENT_UNKNOWN, FIEMAP_EXTENT_UNWRITTEN, sys } from '../sys/linux';
 import { SubDigester } from './sub-digests';
 import { isUnread, readUnread, WalkEntry } from './walker';
-
 
 export const BLOCK_SIZE = 128 * 1024;
 const HASH_BYTES = 16;
