@@ -156,8 +156,9 @@ export function applySourcePrune(vol: Volume, r: RetentionResult, out: PruneOutc
 
 /**
  * Remove received snapshots from a target on this host, each by
- * `removeCommitted` (one rename out of sight, then catalog, then files; a
- * kill leaves nothing a later run mistakes for a snapshot). Never removes
+ * `removeCommitted` (out of sight by one rename, or one subvolume delete,
+ * then catalog, then files; a kill leaves nothing a later run mistakes for
+ * a snapshot). Never removes
  * one that an interrupted transfer needs. Runs under the target's receive
  * lock, so never beside a receive.
  */
