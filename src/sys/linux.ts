@@ -410,6 +410,15 @@ function createNativeSys(c: Libc): Sys {
 
   const unsupported = (e: number) => e === -E.ENOTTY || e === -E.EOPNOTSUPP || e === -E.ENOSYS;
 
+  /** BTRFS_IOC_SUBVOL_GETFLAGS; undefined when `fd` is no subvolume root (EINVAL on btrfs) or unsupported. */
+  const subvolFlags = (fd: number): bigint | undefined => {
+    word.fill(0);
+    const r = call(() => c.ioctlPtr(fd, IOCTL.BTRFS_IOC_SUBVOL_GETFLAGS, word));
+    if (r >= 0) return word.readBigUInt64LE(0);
+    if (unsupported(r) || r === -E.EINVAL) return undefined;
+    throw sysError(r, 'ioctl(BTRFS_IOC_SUBVOL_GETFLAGS)');
+  };
+
   const fdIsOpen = (fd: number) => {
     try {
       fs.fstatSync(fd);
@@ -664,20 +673,13 @@ function createNativeSys(c: Libc): Sys {
     },
 
     subvolReadonly(fd) {
-      word.fill(0);
-      const r = call(() => c.ioctlPtr(fd, IOCTL.BTRFS_IOC_SUBVOL_GETFLAGS, word));
-      if (r >= 0) return (word.readBigUInt64LE(0) & BTRFS_SUBVOL_RDONLY) !== 0n;
-      // EINVAL: a btrfs directory that is not a subvolume root.
-      if (unsupported(r) || r === -E.EINVAL) return undefined;
-      throw sysError(r, 'ioctl(BTRFS_IOC_SUBVOL_GETFLAGS)');
+      const flags = subvolFlags(fd);
+      return flags === undefined ? undefined : (flags & BTRFS_SUBVOL_RDONLY) !== 0n;
     },
 
     setSubvolReadonly(fd, on) {
-      word.fill(0);
-      const g = call(() => c.ioctlPtr(fd, IOCTL.BTRFS_IOC_SUBVOL_GETFLAGS, word));
-      if (unsupported(g) || g === -E.EINVAL) return false;
-      if (g < 0) throw sysError(g, 'ioctl(BTRFS_IOC_SUBVOL_GETFLAGS)');
-      const flags = word.readBigUInt64LE(0);
+      const flags = subvolFlags(fd);
+      if (flags === undefined) return false;
       word.writeBigUInt64LE(on ? flags | BTRFS_SUBVOL_RDONLY : flags & ~BTRFS_SUBVOL_RDONLY, 0);
       const r = call(() => c.ioctlPtr(fd, IOCTL.BTRFS_IOC_SUBVOL_SETFLAGS, word));
       if (r >= 0) return true;
