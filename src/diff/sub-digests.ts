@@ -140,14 +140,13 @@ export class SubDigester {
   /** The digests of `block`'s slices, made in this thread. */
   digest(block: Buffer): Buffer {
     const out = Buffer.allocUnsafe(Math.ceil(block.length / SUB_BLOCK_SIZE) * SUB_DIGEST_BYTES);
-    this.digestInto(block, 0, out);
+    this.digestInto(block, 0, Math.ceil(block.length / SUB_BLOCK_SIZE), out);
     return out;
   }
 
-  /** Digests of `block`'s slices from `first` on, into `out` at their places. */
-  private digestInto(block: Buffer, first: number, out: Buffer): void {
-    const n = Math.ceil(block.length / SUB_BLOCK_SIZE);
-    for (let i = first; i < n; i++) {
+  /** Digests of `block`'s slices [first, end), into `out` at their places. */
+  private digestInto(block: Buffer, first: number, end: number, out: Buffer): void {
+    for (let i = first; i < end; i++) {
       const at = i * SUB_BLOCK_SIZE;
       const len = Math.min(SUB_BLOCK_SIZE, block.length - at);
       block.copy(this.msg, 64, at, at + len);
@@ -185,20 +184,20 @@ export class SubDigester {
     const h = p.helper;
     if (!h) return this.digest(p.block);
     // The helper only reads the shared block, so this thread may too.
-    const out = Buffer.allocUnsafe(Math.ceil(p.block.length / SUB_BLOCK_SIZE) * SUB_DIGEST_BYTES);
+    const n = Math.ceil(p.block.length / SUB_BLOCK_SIZE);
+    const out = Buffer.allocUnsafe(n * SUB_DIGEST_BYTES);
     const first = Math.ceil(p.split / SUB_BLOCK_SIZE);
-    this.digestInto(p.block, first, out);
+    this.digestInto(p.block, first, n, out);
     if (Atomics.load(h.ctrl, STATE) === WORK) Atomics.wait(h.ctrl, STATE, WORK, HELPER_TIMEOUT_MS);
     if (Atomics.load(h.ctrl, STATE) !== DONE) {
       // Never answered: stop using it, and digest its part here.
       if (helper === h) helper = undefined;
       Atomics.store(h.ctrl, STATE, STOP);
       Atomics.notify(h.ctrl, STATE);
-      const mine = this.digest(Buffer.from(p.block.subarray(0, p.split)));
-      mine.copy(out, 0);
+      this.digestInto(p.block, 0, first, out);
       return out;
     }
-    h.out.copy(out, 0, 0, Math.ceil(p.split / SUB_BLOCK_SIZE) * SUB_DIGEST_BYTES);
+    h.out.copy(out, 0, 0, first * SUB_DIGEST_BYTES);
     Atomics.store(h.ctrl, STATE, IDLE);
     return out;
   }
