@@ -1,8 +1,7 @@
 /** Filesystem helpers for tests. */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-
-const BTRFS_SUPER_MAGIC = 0x9123683e;
+import { isSubvolume, onBtrfs } from '../../src/volume/btrfs';
 
 /**
  * Remove a tree that may hold committed snapshots: on most filesystems their
@@ -13,10 +12,10 @@ const BTRFS_SUPER_MAGIC = 0x9123683e;
 export function rmTree(dir: string): void {
   if (!fs.existsSync(dir)) return;
   spawnSync('chattr', ['-R', '-f', '-i', dir], { stdio: 'ignore' });
-  if (fs.lstatSync(dir).isDirectory() && fs.statfsSync(dir).type === BTRFS_SUPER_MAGIC) {
+  if (fs.lstatSync(dir).isDirectory() && onBtrfs(dir)) {
     for (const sv of subvolumesBelow(dir)) spawnSync('btrfs', ['subvolume', 'delete', sv], { stdio: 'ignore' });
     // `dir` itself may be one (a received snapshot); the filesystem's top level refuses, harmlessly.
-    if (fs.lstatSync(dir).ino === 256) spawnSync('btrfs', ['subvolume', 'delete', dir], { stdio: 'ignore' });
+    if (isSubvolume(dir)) spawnSync('btrfs', ['subvolume', 'delete', dir], { stdio: 'ignore' });
   }
   fs.rmSync(dir, { recursive: true, force: true });
 }
@@ -30,7 +29,7 @@ function subvolumesBelow(dir: string): string[] {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       if (!e.isDirectory()) continue;
       const p = `${d}/${e.name}`;
-      if (fs.lstatSync(p).ino === 256) out.push(p);
+      if (isSubvolume(p)) out.push(p);
       else stack.push(p);
     }
   }
